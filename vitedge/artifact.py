@@ -1,0 +1,135 @@
+"""Self-describing exported artifacts: the metadata every .tflite / .onnx file carries inside.
+
+TFLite: a zip archive appended to the flatbuffer, holding `vitedge.json` (the LiteRT
+interpreter ignores trailing bytes; Python's zipfile finds an archive at the end of a file).
+ONNX: the model's `metadata_props`, key `vitedge` (read on the device through ONNX Runtime,
+so the `onnx` package is not needed there).
+
+Reading needs no TensorFlow. Writing ONNX metadata needs the `onnx` package (export extra).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from .errors import VitedgeError
+
+METADATA_KEY = "vitedge"  # ONNX metadata_props key
+METADATA_ENTRY = "vitedge.json"  # entry in the zip appended to TFLite files
+SCHEMA = 1
+FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".ort": "ort"}
+
+
+def artifact_format(path: str | os.PathLike) -> str:
+    """'tflite', 'onnx' or 'ort' from the file name; a clear error otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise VitedgeError(f"{path}: unknown artifact type {suffix or '(none)'}; expected .tflite, .onnx or .ort")
+    return FORMATS[suffix]
+
+
+# ---------------------------------------------------------------------------- TFLite ----
+def _looks_like_tflite(head: bytes) -> bool:
+    return len(head) >= 8 and head[4:8] == b"TFL3"
+
+
+def tflite_with_metadata(model_bytes: bytes, metadata: dict) -> bytes:
+    """The flatbuffer followed by a zip holding vitedge.json."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(METADATA_ENTRY, json.dumps(metadata, indent=1, sort_keys=True))
+    return model_bytes + buf.getvalue()
+
+
+def read_tflite_metadata(path: str | os.PathLike) -> dict | None:
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not _looks_like_tflite(head):
+        raise VitedgeError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if METADATA_ENTRY not in zf.namelist():
+                return None
+            return json.loads(zf.read(METADATA_ENTRY))
+    except (zipfile.BadZipFile, ValueError, KeyError):
+        return None
+
+
+# ------------------------------------------------------------------------------ ONNX ----
+def read_onnx_metadata(path: str | os.PathLike) -> dict | None:
+    """metadata_props['vitedge'] of an ONNX/ORT file, via ONNX Runtime (device-safe)."""
+    path = Path(path)
+    props = _onnx_props_via_onnx(path)
+    if props is None:
+        import onnxruntime as ort
+
+        try:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VitedgeError(f"{path}: ONNX Runtime cannot load it ({first[:200]})") from None
+        props = sess.get_modelmeta().custom_metadata_map
+    raw = props.get(METADATA_KEY)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _onnx_props_via_onnx(path: Path) -> dict | None:
+    """Cheaper than a session when the onnx package is present (workstations)."""
+    if path.suffix.lower() != ".onnx":
+        return None
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        raise VitedgeError(f"{path}: not a readable ONNX model") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_onnx_metadata(model, metadata: dict) -> None:
+    """Put `metadata` into an onnx.ModelProto's metadata_props (replacing an older entry)."""
+    keep = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    for p in keep:
+        model.metadata_props.add(key=p.key, value=p.value)
+    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata, sort_keys=True))
+
+
+# ---------------------------------------------------------------------------- common ----
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The vitedge metadata inside an artifact, or None if it has none (a foreign file)."""
+    path = Path(path)
+    if not path.exists():
+        raise VitedgeError(f"{path}: no such file")
+    if path.is_dir():
+        raise VitedgeError(f"{path}: is a directory, not a model file")
+    if path.stat().st_size == 0:
+        raise VitedgeError(f"{path}: empty file (0 bytes)")
+    fmt = artifact_format(path)
+    return read_tflite_metadata(path) if fmt == "tflite" else read_onnx_metadata(path)
+
+
+def info_for_artifact(path: str | os.PathLike) -> dict:
+    """What `vitedge info` shows for an exported file."""
+    path = Path(path)
+    meta = read_metadata(path)
+    out = {"file": str(path), "format": artifact_format(path), "size_bytes": path.stat().st_size}
+    if meta is None:
+        out["warning"] = "no vitedge metadata in this file (not exported by vitedge?)"
+        return out
+    out.update(meta)
+    return out
