@@ -6,6 +6,19 @@ ONNX: the model's `metadata_props`, key `vitedge` (read on the device through ON
 so the `onnx` package is not needed there).
 
 Reading needs no TensorFlow. Writing ONNX metadata needs the `onnx` package (export extra).
+
+The metadata (schema 1), one JSON object:
+  schema: 1, format: "vitedge-artifact", vitedge_version: str, created: ISO-8601 UTC,
+  model_format: "tflite" | "onnx" | "ort",
+  precision: "fp32" | "fp16" | "dynamic" | "int8" | "int16x8",
+  recipe: {...}                 how it was converted/quantized (converter, options, method)
+  labels: [str, ...]            one per output class
+  input: {name, shape: [N|null, H, W, C], layout: "NHWC", dtype: "float32"|"int8"|"uint8"}
+  output: {name, scores: "logits" | "probabilities"}
+  preprocessing: Preprocessing.to_dict()   (preprocess.py)
+  source: {model_file, model_sha256, variant, config: ViTConfig.to_dict()}
+  calibration: null | {fingerprint, count, seed, folder}
+  verification: {images, top1_agreement, max_abs_diff, mean_abs_diff}   vs the Keras model
 """
 
 from __future__ import annotations
