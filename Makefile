@@ -9,7 +9,10 @@ DATA ?= data/fashion-mnist
 RESULTS ?= results
 MODEL ?= models/fmnist-vit.keras
 
-.PHONY: install test test-all lint demo fmnist-deb clean
+ARTIFACTS ?= out
+STEM ?= $(basename $(notdir $(MODEL)))
+
+.PHONY: install test test-all lint demo fmnist-deb clean bench bench-startup pi-check
 
 install: $(STAMP)
 
@@ -39,6 +42,26 @@ demo: install
 	$(BIN)/vitedge variants
 	$(BIN)/vitedge build --variant fmnist-tiny -o $(RESULTS)/fmnist-tiny.keras --force
 	$(BIN)/vitedge info $(RESULTS)/fmnist-tiny.keras
+
+# Every exported artifact of the default model, side by side on the Fashion-MNIST test split;
+# the table, JSON, CSV and plot go to $(RESULTS)/. Needs the artifacts and the data on disk.
+bench: install
+	@ls $(ARTIFACTS)/$(STEM)_*.tflite $(ARTIFACTS)/$(STEM)_*.onnx >/dev/null 2>&1 || { \
+	  echo "no $(ARTIFACTS)/$(STEM)_*.tflite/.onnx: export $(MODEL) first (vitedge export --model $(MODEL) --format all --precision ...)"; exit 1; }
+	@test -d $(DATA)/test || { echo "no $(DATA)/test: make the data set first (vitedge data fashion-mnist --out $(DATA))"; exit 1; }
+	@mkdir -p $(RESULTS)
+	set -o pipefail; $(BIN)/vitedge bench $(wildcard $(ARTIFACTS)/$(STEM)_*.tflite) $(wildcard $(ARTIFACTS)/$(STEM)_*.onnx) \
+	  --data $(DATA)/test --json $(RESULTS)/bench.json --csv $(RESULTS)/bench.csv --plot $(RESULTS)/bench.png \
+	  --force | tee $(RESULTS)/bench.txt
+
+# Wall time of `vitedge predict` on one image next to a bare `python -c "import numpy"`.
+bench-startup: install
+	$(BIN)/python scripts/bench_startup.py --model $(ARTIFACTS)/$(STEM)_int8.tflite
+
+# The core install on an emulated Raspberry Pi (arm64): same top-1 labels as x86 on the
+# artifacts in $(ARTIFACTS)/ (needs root and ../shared/tools/pi-emulate; not part of make test).
+pi-check: install fmnist-deb
+	bash scripts/pi_check.sh $(wildcard $(ARTIFACTS)/*.tflite) $(wildcard $(ARTIFACTS)/*.onnx)
 
 clean:
 	rm -rf $(VENV) $(RESULTS) .pytest_cache

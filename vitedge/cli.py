@@ -21,6 +21,11 @@ COMMANDS = {
     "variants": "variants",
     "build": "build",
     "info": "info",
+    "export": "export",
+    "data": "data",
+    "train": "train",
+    "predict": "predict",
+    "bench": "bench",
 }
 
 

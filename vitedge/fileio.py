@@ -41,10 +41,46 @@ def atomic_output(path: str | os.PathLike, force: bool = False, suffix: str | No
             raise VitedgeError(f"writing {path} produced no data")
         if path.exists() and not force:  # appeared while we worked
             raise VitedgeError(f"{path} already exists; use --force to overwrite it")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Like `atomic_output`, for a folder: fill the yielded temporary folder, renamed onto `path` on success.
+
+    With `force`, an existing `path` is moved aside and deleted only after the new one is in place.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise VitedgeError(f"{path} already exists; use --force to overwrite it")
+    if path.exists() and not path.is_dir():
+        raise VitedgeError(f"{path} exists and is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    old = None
+    try:
+        yield tmp
+        if path.exists():
+            if not force:  # appeared while we worked
+                raise VitedgeError(f"{path} already exists; use --force to overwrite it")
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "previous")
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old is not None:  # put the previous folder back
+                os.replace(old / "previous", path)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -54,3 +90,10 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

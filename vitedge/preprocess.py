@@ -72,70 +72,114 @@ class Preprocessing:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in (data or {}).items() if k in known})
 
 
+# Smallest image side accepted: a 1-pixel-wide image has no spatial content to classify.
+MIN_IMAGE_SIDE = 2
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float grey images to 8-bit L (Pillow's own convert clips).
+
+    I;16*: 0..65535.  F: 0..1 if every value fits, else 0..255.  I: 0..255 if every value fits
+    (an 8-bit image in a 32-bit container), else 0..65535 (16-bit PNGs open as I in some Pillows).
+    """
+    arr = np.asarray(img, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    top = float(finite.max()) if finite.size else 0.0
+    low = float(finite.min()) if finite.size else 0.0
+    if img.mode == "F":
+        if top <= 1.0 and low >= 0.0:
+            arr = arr * 255.0
+    elif img.mode == "I" and top <= 255 and low >= 0:
+        pass
+    else:
+        arr = arr / 257.0  # 65535 -> 255
+    arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
 def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; alpha composited onto `background`."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if img.mode == "F":
-            # Float images: [0, 1] if they fit, else taken as 0..255.
-            arr = arr * 255.0 if arr.size and np.nanmax(arr) <= 1.0 else arr
-        elif img.mode == "I" and arr.size and np.max(arr) <= 255 and np.min(arr) >= 0:
-            pass  # 32-bit container holding 8-bit values
-        else:
-            arr = arr / 257.0  # 16-bit range -> 8-bit
-        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
-        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    if img.mode in _HIGH_DEPTH_MODES:
+        img = _high_depth_to_l(img)
     if img.mode == "P":
+        # A palette with a transparent index (PNG tRNS, GIF) must go through RGBA.
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("LA", "La", "PA"):
-        img = img.convert("RGBA")
-    if img.mode == "RGBa":
-        img = img.convert("RGBA")
+    elif img.mode in ("LA", "PA", "RGBa") or (img.mode in ("L", "RGB") and "transparency" in img.info):
+        img = img.convert("RGBA")  # (L/RGB: a PNG tRNS colour key becomes alpha)
     if img.mode == "RGBA":
         base = Image.new("RGB", img.size, tuple(background))
         base.paste(img, mask=img.getchannel("A"))
         return base
     if img.mode != "RGB":
-        img = img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+        try:
+            img = img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGBX
+        except ValueError:
+            raise VitedgeError(f"image mode {img.mode} cannot be converted to RGB") from None
     return img
+
+
+def _check_size(img: Image.Image, name: str) -> None:
+    if min(img.size) < MIN_IMAGE_SIDE:
+        raise VitedgeError(
+            f"{name}: image is {img.width}x{img.height} pixels, too small to classify "
+            f"(at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE})"
+        )
+
+
+def _exif_upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block means 'not rotated', not a failure."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # Pillow raises several types (SyntaxError, struct.error, ...) for bad EXIF
+        return img
 
 
 def open_image(source: str | os.PathLike | bytes, background: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
     """Decode an image file fully (first frame), apply EXIF orientation, return RGB.
 
     Raises VitedgeError with one clear line for anything that is not a usable image.
-    Pillow's decompression-bomb limit stays on.
+    Pillow's decompression-bomb limit stays on: over Image.MAX_IMAGE_PIXELS is refused too
+    (Pillow itself only warns there, and errors at twice the limit).
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.exists():
+            raise VitedgeError(f"{name}: no such file")
+        if path.is_dir():
+            raise VitedgeError(f"{name}: is a directory, not an image")
+        if not path.is_file():
+            raise VitedgeError(f"{name}: not a regular file")
+        if path.stat().st_size == 0:
+            raise VitedgeError(f"{name}: empty file (0 bytes)")
     try:
-        if isinstance(source, bytes):
-            img = Image.open(io.BytesIO(source))
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise VitedgeError(f"{name}: no such file")
-            if path.is_dir():
-                raise VitedgeError(f"{name}: is a directory, not an image")
-            if path.stat().st_size == 0:
-                raise VitedgeError(f"{name}: empty file (0 bytes)")
-            img = Image.open(path)
         with warnings.catch_warnings():
-            # A DecompressionBombWarning (over Pillow's pixel limit) is refused like the error.
+            # Pillow's other warnings (corrupt EXIF, palette transparency) would be stray
+            # stderr lines about an image we handle anyway. The bomb check runs inside
+            # Image.open, so its filter must be on before it (filters added last win).
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.seek(0)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img, background)
-    except VitedgeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise VitedgeError(f"{name}: refused, too many pixels ({exc})") from None
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                img.seek(0)
+                img.load()
+                rgb = _to_rgb(_exif_upright(img), background)
+                if rgb is img:  # still backed by the file that is about to close
+                    rgb = img.copy()
+    except VitedgeError as exc:
+        raise VitedgeError(str(exc) if str(exc).startswith(name) else f"{name}: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise VitedgeError(
+            f"{name}: refused, more than {Image.MAX_IMAGE_PIXELS:,} pixels (a possible decompression bomb)"
+        ) from None
     except UnidentifiedImageError:
         raise VitedgeError(f"{name}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise VitedgeError(f"{name}: corrupt or truncated image ({exc})") from None
-    if min(rgb.size) < 1:
-        raise VitedgeError(f"{name}: image has no pixels")
+    except PermissionError:
+        raise VitedgeError(f"{name}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise VitedgeError(f"{name}: corrupt or truncated image ({detail})") from None
+    _check_size(rgb, name)
     return rgb
 
 
@@ -167,9 +211,27 @@ def preprocess_image(
 
     Used by calibration, evaluation and prediction alike, so all three see the same pixels.
     """
-    img = _to_rgb(source, pre.background) if isinstance(source, Image.Image) else open_image(source, pre.background)
-    img = _resize(img, size, pre)
-    x = np.asarray(img, dtype=np.float32) * (1.0 / 255.0)
+    return normalize_pixels(load_pixels(source, size, pre), pre)
+
+
+def load_pixels(
+    source: str | os.PathLike | bytes | Image.Image, size: tuple[int, int], pre: Preprocessing
+) -> np.ndarray:
+    """The first half of preprocess_image: decoded, RGB, resized; uint8 array (H, W, 3).
+
+    Training keeps these bytes in memory and normalizes them on the fly the same way.
+    """
+    if isinstance(source, Image.Image):
+        img = _to_rgb(source, pre.background)
+        _check_size(img, "<image>")
+    else:
+        img = open_image(source, pre.background)
+    return np.asarray(_resize(img, size, pre), dtype=np.uint8)
+
+
+def normalize_pixels(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """The second half of preprocess_image: uint8 RGB -> float32 (pixel / 255 - mean) / std."""
+    x = np.asarray(pixels, dtype=np.float32) * np.float32(1.0 / 255.0)
     return (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
 
 

@@ -80,7 +80,14 @@ def info(file, as_json):
     if reader is None:
         raise VitedgeError(f"{path}: unknown file type {path.suffix or '(none)'}; expected one of {', '.join(sorted(INFO_READERS))}")
     data = reader(path)
-    click.echo(json.dumps(data, indent=2) if as_json else render(data))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    elif reader is not keras_info:
+        from ..artifact import render_artifact_info
+
+        click.echo(render_artifact_info(data))
+    else:
+        click.echo(render(data))
 
 
 def _load_artifact_readers():

@@ -1,86 +1,191 @@
-"""LiteRT (TFLite) backend: ai_edge_litert, else tflite_runtime, else tf.lite."""
+"""LiteRT (TFLite) backend: ai_edge_litert, else tflite_runtime, else tf.lite.
+
+XNNPACK: LiteRT's Python interpreter applies XNNPACK as its *default delegate* when the op
+resolver is BUILTIN (ai_edge_litert/interpreter.py: OpResolverType; there is no separate
+XNNPACK delegate library to load in the wheel). We ask for that resolver by name, and check
+it took effect: delegated partitions show up as nodes named DELEGATE in the execution plan.
+provider="builtin" (BUILTIN_WITHOUT_DEFAULT_DELEGATES) runs LiteRT's own kernels instead.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from types import SimpleNamespace
+
 import numpy as np
 
+from ..artifact import read_tflite_metadata
 from ..errors import VitedgeError
-from .base import Runtime
+from .base import Runtime, first_line
+
+# provider name -> OpResolverType member name
+PROVIDERS = {
+    "xnnpack": "BUILTIN",
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    "reference": "BUILTIN_REF",
+}
+# What LiteRT prints from C++ on stderr when XNNPACK starts: not news for our users.
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate",)
 
 
-def _interpreter_class():
+def interpreter_module():
+    """(module with Interpreter and OpResolverType, package name); the first one installed."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        import ai_edge_litert.interpreter as mod
 
-        return Interpreter, "ai-edge-litert"
+        return mod, "ai-edge-litert"
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter
+        import tflite_runtime.interpreter as mod
 
-        return Interpreter, "tflite-runtime"
+        return mod, "tflite-runtime"
     except ImportError:
         pass
     try:
-        import tensorflow as tf
-
-        return tf.lite.Interpreter, "tensorflow"
+        import tensorflow as tf  # heavy, last resort: a workstation without LiteRT
     except ImportError:
         raise VitedgeError("no TFLite runtime installed: pip install ai-edge-litert") from None
+    return SimpleNamespace(Interpreter=tf.lite.Interpreter, OpResolverType=tf.lite.experimental.OpResolverType), "tensorflow"
+
+
+def _package_version(package: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(package if package != "tensorflow" else "tensorflow-cpu")
+    except Exception:
+        return ""
+
+
+@contextlib.contextmanager
+def _native_stderr(lines: list[str]):
+    """Capture what native code writes to file descriptor 2 while the block runs.
+
+    LiteRT logs from C++ (not through Python), so only a file-descriptor redirect keeps its
+    INFO line off the user's stderr. The captured lines are returned in `lines`.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            lines.extend(ln for ln in text.splitlines() if ln.strip())
+
+
+def _replay(lines: list[str]) -> None:
+    """Pass on anything LiteRT said that is not its routine start-up line."""
+    for line in lines:
+        if not line.startswith(_NATIVE_NOISE):
+            print(line, file=sys.stderr)
 
 
 class LiteRTRuntime(Runtime):
     name = "litert"
 
-    def __init__(self, path, metadata, threads=None):
-        super().__init__(path, metadata)
-        cls, self.package = _interpreter_class()
+    def __init__(self, path, threads=None, provider=None):
+        super().__init__(path, read_tflite_metadata(path), threads)
+        mod, self.package = interpreter_module()
+        self.provider = (provider or "xnnpack").lower()
+        if self.provider not in PROVIDERS:
+            raise VitedgeError(f"unknown TFLite provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+        resolver = getattr(mod, "OpResolverType", None)
+        kwargs = {"num_threads": self.threads}
+        if resolver is not None:
+            kwargs["experimental_op_resolver_type"] = getattr(resolver, PROVIDERS[self.provider])
+        elif self.provider != "xnnpack":
+            raise VitedgeError(f"this {self.package} cannot select provider {self.provider}")
+        native: list[str] = []
         try:
-            self.interpreter = cls(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with _native_stderr(native), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tf.lite.Interpreter's "moved to LiteRT" notice
+                self.interpreter = mod.Interpreter(model_path=str(self.path), **kwargs)
+                self.interpreter.allocate_tensors()  # XNNPACK is applied here
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VitedgeError(f"{self.path}: LiteRT cannot load it ({first[:200]})") from None
-        self._in = self.interpreter.get_input_details()[0]
-        self._out = self.interpreter.get_output_details()[0]
-        self._batch = None
+            detail = next((ln for ln in native if "ERROR" in ln), None) or first_line(exc)
+            raise VitedgeError(f"{self.path}: LiteRT cannot load it ({detail[:200]})") from None
+        _replay(native)
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise VitedgeError(f"{self.path}: {len(inputs)} inputs and {len(outputs)} outputs; "
+                               "an image classifier has one of each")
+        self._in, self._out = inputs[0], outputs[0]
+        for detail in (self._in, self._out):
+            if detail["dtype"] not in (np.float32, np.int8, np.uint8, np.int16):
+                raise VitedgeError(f"{self.path}: tensor {detail['name']} has type "
+                                   f"{np.dtype(detail['dtype']).name}, not supported")
+            if detail["dtype"] != np.float32 and not detail["quantization"][0]:
+                raise VitedgeError(f"{self.path}: integer tensor {detail['name']} has no scale/zero point")
 
-    @property
-    def input_shape(self):
-        sig = list(self._in.get("shape_signature", self._in["shape"]))
+    # -- tensors -------------------------------------------------------------------------------
+    @staticmethod
+    def _shape(detail) -> tuple:
+        sig = detail.get("shape_signature")
+        sig = detail["shape"] if sig is None or len(sig) == 0 else sig
         return tuple(None if d < 0 else int(d) for d in sig)
 
     @property
-    def output_kind(self):
-        return (self.metadata or {}).get("output", {}).get("scores", "logits")
+    def raw_input_shape(self):
+        return self._shape(self._in)
+
+    @property
+    def raw_output_shape(self):
+        return self._shape(self._out)
+
+    @property
+    def input_dtype(self) -> str:
+        return np.dtype(self._in["dtype"]).name
+
+    @property
+    def xnnpack_partitions(self) -> int:
+        """How many parts of the graph XNNPACK took over (0: it runs nowhere)."""
+        try:
+            return sum(op.get("op_name") == "DELEGATE" for op in self.interpreter._get_ops_details())
+        except Exception:  # a private API; older runtimes may lack it
+            return -1
+
+    def describe(self):
+        parts = self.xnnpack_partitions
+        return {**super().describe(), "package": self.package, "version": _package_version(self.package),
+                "provider": self.provider, "xnnpack_partitions": parts, "input_dtype": self.input_dtype}
 
     def version(self):
-        return self.package
+        return f"{self.package} {_package_version(self.package)}".strip()
 
-    def _resize_for(self, n):
-        if self._batch != n:
-            shape = list(self._in["shape"])
-            if shape[0] != n:
-                if self.input_shape[0] is not None and self.input_shape[0] != n:
-                    raise VitedgeError(f"{self.path}: fixed batch {self.input_shape[0]}, got {n}")
-                self.interpreter.resize_tensor_input(self._in["index"], [n, *shape[1:]])
-                self.interpreter.allocate_tensors()
-                self._in = self.interpreter.get_input_details()[0]
-                self._out = self.interpreter.get_output_details()[0]
-            self._batch = n
+    # -- running -------------------------------------------------------------------------------
+    def _resize_for(self, n: int) -> None:
+        if int(self._in["shape"][0]) == n:
+            return
+        native: list[str] = []
+        with _native_stderr(native):
+            self.interpreter.resize_tensor_input(self._in["index"], [n, *self._in["shape"][1:]])
+            self.interpreter.allocate_tensors()
+        _replay(native)
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
 
-    def run(self, batch):
-        batch = np.asarray(batch, dtype=np.float32)
-        if self.input_shape[0] is not None and self.input_shape[0] != batch.shape[0]:
-            # Fixed-batch model (faster kernels): run the images one batch-size chunk at a time.
-            step = self.input_shape[0]
-            return np.concatenate([self.run(batch[i:i + step]) for i in range(0, len(batch), step)])
-        self._resize_for(batch.shape[0])
+    def _run(self, batch):
+        self._resize_for(len(batch))
         x = batch
         if self._in["dtype"] != np.float32:
+            # Quantize with the input tensor's own scale and zero point: q = round(x / s) + z.
             scale, zero = self._in["quantization"]
             info = np.iinfo(self._in["dtype"])
-            x = np.clip(np.rint(batch / scale + zero), info.min, info.max).astype(self._in["dtype"])
+            x = np.clip(np.rint(batch / scale) + zero, info.min, info.max).astype(self._in["dtype"])
         self.interpreter.set_tensor(self._in["index"], x)
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self._out["index"])

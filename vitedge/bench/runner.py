@@ -1,0 +1,436 @@
+"""Plan a benchmark, run one worker process per artifact, and turn what they return into rows.
+
+  plan     read each file's metadata (labels, precision, input size, preprocessing); no model loaded
+  data     find the images, check their classes against the labels, preprocess them once per input policy
+  measure  `python -m vitedge.bench.worker` per artifact, one after another (a timeout or a crash fails that row)
+  figures  accuracy from the data set's classes; agreement with the reference; latency statistics
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..artifact import FORMATS, artifact_format, read_metadata
+from ..errors import UsageError, VitedgeError
+from ..preprocess import Preprocessing
+from . import stats
+from .dataset import RANDOM_IMAGES, BenchData, limit_data, prepare_inputs, random_data, scan_data
+from .keras_model import NEEDS_TF, keras_metadata, tensorflow_available
+
+BENCH_SUFFIXES = (*FORMATS, ".keras")
+WORKER_COMMAND = [sys.executable, "-m", "vitedge.bench.worker"]
+RUNTIME_OF_FORMAT = {"tflite": "litert", "onnx": "onnxruntime", "ort": "onnxruntime", "keras": "keras"}
+
+
+@dataclass
+class Settings:
+    threads: int
+    batch: int = 1
+    warmup: int = 10
+    runs: int = 100
+    limit: int | None = None
+    provider: str | None = None
+    timeout: float = 900.0
+    progress: bool = True
+
+
+@dataclass
+class Row:
+    """One artifact: what the plan knows, then what its worker measured."""
+
+    path: Path
+    name: str
+    kind: str = "runtime"  # or "keras"
+    format: str | None = None
+    metadata: dict | None = None
+    input_size: tuple[int, int] | None = None
+    preprocessing: Preprocessing | None = None
+    error: str | None = None  # "stage: message" once the row has failed
+    measured: dict = field(default_factory=dict)
+    scores: np.ndarray | None = None
+    reference: Row | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def precision(self) -> str | None:
+        return (self.metadata or {}).get("precision")
+
+    @property
+    def labels(self) -> list[str] | None:
+        labels = (self.metadata or {}).get("labels")
+        return [str(x) for x in labels] if labels else None
+
+    def fail(self, stage: str, message: str) -> None:
+        prefix = f"{self.path}: "  # the row already names the file
+        self.error = f"{stage}: {message[len(prefix):] if message.startswith(prefix) else message}"
+
+
+def default_threads() -> int:
+    """Every core this process may use (LiteRT alone would use one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------------- plan ---
+def expand_paths(paths: list[str]) -> list[Path]:
+    """Files as given (a folder stands for the artifacts inside it), each once."""
+    out, seen = [], set()
+    for raw in paths:
+        p = Path(raw)
+        found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
+                       and q.suffix.lower() in BENCH_SUFFIXES) if p.is_dir() else [p]
+        if p.is_dir() and not found:
+            raise VitedgeError(f"{p}: no artifacts inside (expected {', '.join(BENCH_SUFFIXES)} files)")
+        for q in found:
+            key = os.path.realpath(q)
+            if key not in seen:
+                seen.add(key)
+                out.append(q)
+    return out
+
+
+def plan_row(path: Path) -> Row:
+    row = Row(path, path.name)
+    if path.suffix.lower() == ".keras" and not tensorflow_available():
+        raise VitedgeError(NEEDS_TF)  # asked for a Keras reference on a device install: say so up front
+    try:
+        if path.suffix.lower() == ".keras":
+            row.kind, row.format, row.metadata = "keras", "keras", keras_metadata(path)
+        else:
+            row.format = artifact_format(path)
+            row.metadata = read_metadata(path)
+        if row.metadata is not None:
+            shape = (row.metadata.get("input") or {}).get("shape") or []
+            if len(shape) == 4 and isinstance(shape[1], int) and isinstance(shape[2], int):
+                row.input_size = (shape[1], shape[2])
+            row.preprocessing = Preprocessing.from_dict(row.metadata.get("preprocessing"))
+        else:
+            row.preprocessing = Preprocessing()
+            row.notes.append("no vitedge metadata: default preprocessing, no labels")
+    except (VitedgeError, TypeError, ValueError) as exc:
+        row.fail("read", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return row
+
+
+def unique_names(rows: list[Row]) -> None:
+    names = [r.path.name for r in rows]
+    for r in rows:
+        r.name = r.path.name if names.count(r.path.name) == 1 else str(r.path)
+
+
+def choose_references(rows: list[Row], reference: Row | None) -> None:
+    """--reference, else a .keras model, else each format's own fp32 artifact (or any fp32 one).
+
+    Comparing an int8 file with the fp32 file of the same format isolates what quantization
+    cost from what the converter changed.
+    """
+    usable = [r for r in rows if r.error is None]
+    if reference is None:
+        reference = next((r for r in usable if r.kind == "keras"), None)
+    for r in rows:
+        if reference is not None:
+            r.reference = reference
+            continue
+        twins = [q for q in usable if q.precision == "fp32" and q.format == r.format]
+        anyfp32 = [q for q in usable if q.precision == "fp32"]
+        r.reference = (twins or anyfp32 or [None])[0]
+
+
+# --------------------------------------------------------------------------------- data ---
+def _norm(name: str) -> str:
+    """Folder names cannot hold '/' and often avoid spaces: "T-shirt/top" matches "T-shirt_top"."""
+    return name.replace("/", "_").replace("\\", "_").replace(" ", "_")
+
+
+def class_targets(classes: list[str], labels: list[str]) -> tuple[np.ndarray | None, list[str]]:
+    """For each data class, its index in `labels`; or the classes the labels lack."""
+    exact = {name: i for i, name in enumerate(labels)}
+    loose = {_norm(name): i for i, name in enumerate(labels)}
+    index, missing = [], []
+    for c in classes:
+        i = exact.get(c, loose.get(_norm(c)))
+        (missing.append(c) if i is None else index.append(i))
+    return (None, missing) if missing else (np.asarray(index, np.int64), [])
+
+
+def _names(items: list[str], most: int = 12) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > most else "")
+
+
+def check_classes(data: BenchData, rows: list[Row]) -> None:
+    """A labelled folder must match the labels of at least one artifact (a clear error otherwise)."""
+    labelled = [r for r in rows if r.error is None and r.labels]
+    if not data.labelled:
+        return
+    mismatched = []
+    for r in labelled:
+        _, missing = class_targets(data.classes, r.labels)
+        if missing:
+            mismatched.append((r, missing))
+            r.notes.append(f"no accuracy: data classes not among its labels: {_names(missing, 6)}")
+    if labelled and len(mismatched) == len(labelled):
+        r, missing = mismatched[0]
+        raise VitedgeError(
+            f"{data.source}: class folders do not match the labels of {r.name}: folders not among its labels: "
+            f"{_names(missing)}; its labels: {_names(r.labels)}"
+        )
+
+
+# ------------------------------------------------------------------------------ workers ---
+def _worker_env() -> dict:
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _last_stderr_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if not ln.startswith(("INFO:", "WARNING: All log", "I0000", "W0000"))]
+    return lines[-1][:200] if lines else ""
+
+
+def run_worker(job: dict, timeout: float, stderr_path: Path, on_progress=None) -> dict:
+    """Run one job in a fresh interpreter; always returns a result or an error event."""
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen(
+            WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=err, text=True, env=_worker_env(),
+        )
+    lines: queue.Queue = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the worker died at once; its exit status says why below
+    deadline = time.monotonic() + timeout
+    final = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            proc.kill()
+            proc.wait()
+            return {"event": "error", "stage": "timeout", "message": f"no result after {timeout:g} s (killed)"}
+        try:
+            line = lines.get(timeout=min(remaining, 0.5))
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("event") == "progress":
+            if on_progress:
+                on_progress(msg["done"])
+        else:
+            final = msg
+    proc.wait()
+    if final is not None:
+        return final
+    code = proc.returncode
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"exit code {code}"
+    last = _last_stderr_line(stderr_path)
+    return {"event": "error", "stage": "crash", "message": f"worker crashed ({how})" + (f": {last}" if last else "")}
+
+
+def _job(row: Row, settings: Settings) -> dict:
+    return {"path": str(row.path), "kind": row.kind, "threads": settings.threads, "provider": settings.provider}
+
+
+def probe_input_sizes(rows: list[Row], settings: Settings, tmp: Path) -> None:
+    """Files without metadata: load them once in a worker to learn their input size."""
+    for i, r in enumerate(rows):
+        if r.error is not None or r.input_size is not None:
+            continue
+        reply = run_worker({**_job(r, settings), "probe": True}, settings.timeout, tmp / f"probe{i}.err")
+        if reply["event"] == "error":
+            r.fail(reply["stage"], reply["message"])
+            continue
+        _, h, w, _ = reply["input_shape"]
+        if h is None or w is None:
+            r.fail("read", "no vitedge metadata and a dynamic input size: cannot tell what size to feed it")
+        else:
+            r.input_size = (h, w)
+
+
+# -------------------------------------------------------------------------------- bench ---
+def _progressbar(enabled: bool, length: int, label: str):
+    if not enabled:
+        return nullcontext(None)
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True)
+
+
+def prepare_all_inputs(data: BenchData, rows: list[Row], settings: Settings, tmp: Path) -> dict:
+    """One preprocessed file per (input size, preprocessing); the images unreadable in any are dropped."""
+    groups: dict = {}
+    for r in rows:
+        if r.error is None:
+            groups.setdefault((r.input_size, r.preprocessing), []).append(r)
+    files, failed = {}, {}
+    for n, (size, pre) in enumerate(groups):
+        label = f"preprocessing {len(data)} images to {size[0]}x{size[1]}"
+        with _progressbar(settings.progress, len(data), label) as bar:
+            def progress(items, _length, bar=bar):
+                for item in items:
+                    if bar is not None:
+                        bar.update(1)
+                    yield item
+
+            files[(size, pre)], bad = prepare_inputs(data, size, pre, tmp / f"inputs{n}.f32", progress, settings.threads)
+        failed.update(dict(bad))
+    keep = np.ones(len(data), bool)
+    keep[list(failed)] = False
+    data.unreadable = [(str(data.files[i]), why) for i, why in sorted(failed.items())]
+    if groups and not keep.any():
+        raise VitedgeError(f"{data.source}: none of its {len(data)} images could be read "
+                           f"(first: {data.unreadable[0][1]})")
+    images = [i for i in range(len(data)) if keep[i]]
+    data.keep(keep)
+    return {key: f.job(images) for key, f in files.items()}
+
+
+def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, count: int) -> None:
+    todo = [r for r in rows if r.error is None]
+    steps = 1 + settings.warmup + settings.runs + -(-count // settings.batch)
+    label = f"benchmarking {todo[0].name}" if todo else "benchmarking"
+    with _progressbar(settings.progress, steps * len(todo), label) as bar:
+        for i, r in enumerate(todo):
+            if bar is not None and i:
+                bar.label = f"benchmarking {r.name}"
+            seen = 0
+
+            def on_progress(done, bar=bar):
+                nonlocal seen
+                if bar is not None and done > seen:
+                    bar.update(done - seen)
+                    seen = done
+
+            job = {**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)], "batch": settings.batch,
+                   "warmup": settings.warmup, "runs": settings.runs, "scores": str(tmp / f"scores{i}.npy")}
+            reply = run_worker(job, settings.timeout, tmp / f"worker{i}.err", on_progress)
+            if bar is not None:
+                bar.update(steps - seen)
+            if reply["event"] == "error":
+                r.fail(reply["stage"], reply["message"])
+                continue
+            r.measured = {k: v for k, v in reply.items() if k != "event"}
+            r.scores = np.load(job["scores"])
+
+
+def score_kind(row: Row) -> str:
+    kind = row.measured.get("output_kind") or "logits"
+    if kind not in ("logits", "probabilities"):  # a file that does not say: look at the numbers
+        kind = "probabilities" if stats.looks_like_probabilities(row.scores) else "logits"
+    return kind
+
+
+def figures(row: Row, data: BenchData, settings: Settings) -> dict:
+    """Everything about one row, flat (JSON and CSV alike)."""
+    out = {
+        "artifact": row.name, "path": str(row.path), "format": row.format,
+        "runtime": row.measured.get("runtime") or RUNTIME_OF_FORMAT.get(row.format),
+        "runtime_version": row.measured.get("runtime_version"), "precision": row.precision,
+        "size_bytes": row.path.stat().st_size if row.path.is_file() else None,
+        "input_shape": row.measured.get("input_shape"), "output_kind": row.measured.get("output_kind"),
+        "images": len(data) if row.scores is not None else None, "correct": None, "top1": None, "top5": None,
+        "reference": row.reference.name if row.reference is not None else None, "delta_top1": None,
+        "agreement_top1": None, "mean_abs_diff": None, "max_abs_diff": None, "diff_space": None,
+        "load_ms": row.measured.get("load_ms"), "first_inference_ms": row.measured.get("first_inference_ms"),
+        "threads": settings.threads, "batch": settings.batch, "model_batch": row.measured.get("model_batch"),
+        "warmup": settings.warmup, "runs": settings.runs,
+    }
+    out["size_mb"] = out["size_bytes"] / 1e6 if out["size_bytes"] is not None else None
+    out.update({k: None for k in ("mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms", "images_per_s")})
+    out.update(stats.latency_summary(row.measured.get("times_ms", []), settings.batch))
+    out.update(eval_images_per_s=row.measured.get("eval_images_per_s"), peak_rss_mb=row.measured.get("peak_rss_mb"),
+               rss_before_load_mb=row.measured.get("rss_before_load_mb"),
+               status="failed" if row.error else "ok", error=row.error, notes=list(row.notes))
+    if row.scores is not None and data.labelled and row.labels:
+        targets, missing = class_targets(data.classes, row.labels)
+        if targets is not None:
+            out.update(stats.accuracy(row.scores, targets[data.targets]))
+    return out
+
+
+def add_comparisons(rows: list[Row], records: list[dict]) -> None:
+    """Agreement and Δ top-1 against each row's reference."""
+    by_row = dict(zip(map(id, rows), records, strict=True))
+    for r, rec in zip(rows, records, strict=True):
+        ref = r.reference
+        if r.scores is None or ref is None:
+            continue
+        if ref.scores is None:
+            rec["notes"].append(f"no agreement: the reference {ref.name} failed")
+            continue
+        if r.labels and ref.labels and r.labels != ref.labels:
+            rec["notes"].append(f"no agreement: its labels differ from the reference's ({ref.name})")
+            continue
+        if r.scores.shape != ref.scores.shape:
+            rec["notes"].append(f"no agreement: {r.scores.shape[1]} classes, the reference has {ref.scores.shape[1]}")
+            continue
+        rec.update(stats.agreement(r.scores, score_kind(r), ref.scores, score_kind(ref)))
+        ref_top1 = by_row[id(ref)]["top1"]
+        if rec["top1"] is not None and ref_top1 is not None:
+            rec["delta_top1"] = rec["top1"] - ref_top1
+
+
+def run_bench(paths: list[str], data_dir: str | None, settings: Settings, reference: str | None = None) -> dict:
+    """Benchmark every artifact; returns {"data": ..., "rows": [...]} (see report.py for the rest)."""
+    files = expand_paths(paths)
+    ref_path = None
+    if reference is not None:
+        ref_path = Path(reference)
+        if not ref_path.is_file():
+            raise UsageError(f"--reference {reference}: no such file")
+        match = [p for p in files if os.path.realpath(p) == os.path.realpath(ref_path)]
+        if match:
+            ref_path = match[0]
+        else:
+            files.append(ref_path)  # benched too: its own row shows what the others are compared with
+    rows = [plan_row(p) for p in files]
+    unique_names(rows)
+    ref_row = next((r for r in rows if r.path == ref_path), None)
+    if ref_row is not None and ref_row.error:
+        raise VitedgeError(f"--reference {ref_row.name}: {ref_row.error}")
+    choose_references(rows, ref_row)
+
+    data = limit_data(scan_data(data_dir), settings.limit) if data_dir else random_data(settings.limit or RANDOM_IMAGES)
+    check_classes(data, rows)
+    with tempfile.TemporaryDirectory(prefix="vitedge-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        probe_input_sizes(rows, settings, tmp)
+        inputs = prepare_all_inputs(data, rows, settings, tmp)
+        measure_rows(rows, inputs, settings, tmp, len(data))
+    records = [figures(r, data, settings) for r in rows]
+    add_comparisons(rows, records)
+    return {"data": data, "rows": records}

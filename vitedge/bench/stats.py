@@ -1,0 +1,72 @@
+"""The figures of a benchmark row: latency summary, accuracy, agreement, the Pareto front."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def latency_summary(times_ms, batch: int) -> dict:
+    """mean/std/min/max and p50/p90/p99 of per-batch times (ms), and images per second."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    if t.size == 0:
+        return {}
+    p50, p90, p99 = np.percentile(t, [50, 90, 99])
+    total = float(t.sum())
+    return {
+        "mean_ms": float(t.mean()), "std_ms": float(t.std()), "min_ms": float(t.min()), "max_ms": float(t.max()),
+        "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
+        "images_per_s": batch * t.size / (total / 1e3) if total > 0 else None,
+    }
+
+
+def accuracy(scores: np.ndarray, targets: np.ndarray) -> dict:
+    """Top-1 and top-5 accuracy in percent (top-k with k = min(5, classes))."""
+    k = min(5, scores.shape[1])
+    top1 = np.argmax(scores, axis=1) == targets
+    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    in_topk = (topk == targets[:, None]).any(axis=1)
+    return {"top1": 100.0 * float(top1.mean()), "top5": 100.0 * float(in_topk.mean()), "correct": int(top1.sum())}
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def looks_like_probabilities(scores: np.ndarray) -> bool:
+    """For files that do not say: non-negative rows summing to 1."""
+    return bool(scores.size) and bool(np.all(scores >= 0)) and bool(np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
+
+
+def agreement(scores: np.ndarray, kind: str, ref: np.ndarray, ref_kind: str) -> dict:
+    """Top-1 agreement (percent) and mean absolute difference of the scores.
+
+    Logits are compared as logits; when one side gives probabilities, both are compared as
+    probabilities (softmax of the logits), the only space they share.
+    """
+    same_top1 = np.argmax(scores, axis=1) == np.argmax(ref, axis=1)
+    if kind == ref_kind:
+        a, b, space = scores, ref, kind
+    else:
+        a = scores if kind == "probabilities" else softmax(scores)
+        b = ref if ref_kind == "probabilities" else softmax(ref)
+        space = "probabilities"
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return {"agreement_top1": 100.0 * float(same_top1.mean()), "mean_abs_diff": float(diff.mean()),
+            "max_abs_diff": float(diff.max()), "diff_space": space}
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indexes of the points no other point beats: lower x (latency) and higher y (accuracy).
+
+    A point is dominated if another is at least as good on both and strictly better on one.
+    """
+    front = []
+    for i, (xi, yi) in enumerate(points):
+        dominated = any(
+            (xj <= xi and yj >= yi) and (xj < xi or yj > yi) for j, (xj, yj) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])

@@ -1,0 +1,93 @@
+"""`vitedge export`: a .keras ViT -> TFLite / ONNX artifacts (fp32 ... int8), each verified."""
+
+import json
+from pathlib import Path
+
+import click
+
+from ..calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED
+from ..errors import UsageError, VitedgeError
+from ..table import format_table
+
+DEFAULT_MODEL = Path("models/fmnist-vit.keras")
+DEFAULT_CALIB = Path("calibration")
+PRECISION_CHOICES = "fp32, fp16, dynamic, int8, int16x8"
+
+
+def _warn(message: str) -> None:
+    click.echo(f"vitedge: warning: {message}", err=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
+def render_results(results) -> str:
+    headers = ["artifact", "format", "precision", "size", "top-1 agree", "max |diff|", "mean |diff|", "images"]
+    rows = []
+    for r in results:
+        v = r.verification
+        rows.append([str(r.path), r.format, r.precision, _size(r.size_bytes), f"{100 * v['top1_agreement']:.1f}%",
+                     f"{v['max_abs_diff']:.2e}", f"{v['mean_abs_diff']:.2e}", v["images"]])
+    return format_table(headers, rows, right=range(3, 8))
+
+
+@click.command()
+@click.option("--model", "-m", type=click.Path(dir_okay=False), default=None,
+              help=f"vitedge .keras model to export. Default: {DEFAULT_MODEL}.")
+@click.option("--variant", default=None, metavar="NAME",
+              help="Export a named variant with random weights instead (for speed/size checks).")
+@click.option("--format", "-f", "fmt", default="tflite", show_default=True, metavar="tflite|onnx|all",
+              help="Artifact format(s); a comma list also works.")
+@click.option("--precision", "-p", default=None, metavar="LIST",
+              help=f"Comma list of {PRECISION_CHOICES}, or all (int16x8: TFLite only). Default: fp32.")
+@click.option("--int8", "int8", is_flag=True, help="Static int8 with the calibration set (= --precision int8).")
+@click.option("--int8-io", is_flag=True, help="TFLite int8 with int8 input and output tensors (NNAPI, microcontrollers).")
+@click.option("--calib", type=click.Path(), default=None,
+              help=f"Folder of calibration images, searched recursively. Default: {DEFAULT_CALIB}/.")
+@click.option("--calib-size", type=int, default=DEFAULT_CALIB_SIZE, show_default=True,
+              help="Images picked (seeded) from --calib; also the images every artifact is verified on.")
+@click.option("--calib-seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of that choice.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="ONNX static int8 range calibration.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Weight seed with --variant.")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True,
+              help="Output folder; files are named <model>_<precision>.<tflite|onnx>.")
+@click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def export(model, variant, fmt, precision, int8, int8_io, calib, calib_size, calib_seed, calib_method, seed,
+           out_dir, force, as_json):
+    """Export a ViT to TFLite and/or ONNX, quantize it, and verify every file against Keras.
+
+    Each artifact is run in its own runtime (LiteRT, ONNX Runtime) on the calibration images;
+    the table shows its top-1 agreement with Keras and its logit differences. An fp32 artifact
+    more than 1e-4 away from Keras fails the export. Labels, preprocessing, precision, recipe
+    and these figures travel inside each file (see `vitedge info FILE`).
+
+    \b
+    Examples:
+      vitedge export --format tflite --int8
+      vitedge export --model models/fmnist-vit.keras --format all --precision fp32,int8
+      vitedge export --format tflite --int8 --int8-io --calib my-images/ --calib-size 100
+      vitedge export --format onnx --int8 --calib-method percentile --out out/onnx
+      vitedge export --variant vit-ti16 --format all --precision all --calib photos/ --json
+    """
+    from ..export import export_artifacts
+
+    if int8 and precision is not None and [p.strip() for p in precision.split(",")] != ["int8"]:
+        raise UsageError("--int8 means --precision int8; give one of them")
+    precisions = "int8" if int8 else (precision or "fp32")
+    if model is None and variant is None:
+        if not DEFAULT_MODEL.exists():
+            raise VitedgeError(f"no model given and the default {DEFAULT_MODEL} does not exist; "
+                               "pass --model FILE.keras or --variant NAME")
+        model = DEFAULT_MODEL
+    results = export_artifacts(
+        model, variant=variant, formats=fmt, precisions=precisions, out_dir=out_dir,
+        calib_dir=calib if calib is not None else DEFAULT_CALIB, calib_size=calib_size, calib_seed=calib_seed,
+        calib_method=calib_method, int8_io=int8_io, force=force, seed=seed, progress=True, warn=_warn,
+    )
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        click.echo(render_results(results))

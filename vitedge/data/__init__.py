@@ -1,0 +1,1 @@
+"""Data sets on disk: IDX files (the MNIST family), Fashion-MNIST, ImageFolder trees. No TensorFlow."""

@@ -1,0 +1,317 @@
+"""`export_artifacts`: one .keras model (or a variant with random weights) -> verified artifacts.
+
+Order of work, cheapest checks first: options, output names (no overwrite without force),
+the model's spec, the calibration images (one pass for every precision), then TensorFlow.
+Every artifact is written to a temporary name, verified in its runtime, stamped with its
+figures, and renamed into place only when ALL artifacts of the call have passed, so a
+failure leaves no partial file and overwrites nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import set_onnx_metadata, tflite_with_metadata
+from ..calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED, CalibrationSet, load_calibration
+from ..errors import UsageError, VitedgeError
+from ..fileio import atomic_output, check_writable, sha256_file
+from ..modelfile import ModelSpec, default_labels, read_spec
+from ..preprocess import Preprocessing
+from . import onnx as onnx_export
+from . import tflite as tflite_export
+from .metadata import STATIC_PRECISIONS, artifact_metadata
+from .verify import verify_artifact
+
+FORMATS = {"tflite": tflite_export.PRECISIONS, "onnx": onnx_export.PRECISIONS}
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
+ALL_PRECISIONS = tflite_export.PRECISIONS  # the widest list; ONNX has all but int16x8
+CALIB_METHODS = onnx_export.CALIB_METHODS
+
+
+@dataclass
+class ExportResult:
+    """One verified artifact on disk."""
+
+    path: Path
+    format: str
+    precision: str
+    size_bytes: int
+    verification: dict
+    recipe: dict
+    seconds: float
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        return out
+
+
+# ------------------------------------------------------------------- option parsing ----
+def _split(value: str | Iterable[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in (str(i).strip().lower() for i in items):
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+def parse_formats(value: str | Iterable[str]) -> list[str]:
+    """'tflite', 'onnx', 'all' or a comma list -> ordered list of formats."""
+    items = _split(value)
+    if not items:
+        raise UsageError("--format needs a value: tflite, onnx or all")
+    if "all" in items:
+        return list(FORMATS)
+    unknown = [i for i in items if i not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown format {unknown[0]!r}; choose tflite, onnx or all")
+    return items
+
+
+def parse_precisions(value: str | Iterable[str]) -> list[str]:
+    """'fp32,int8', 'all', ... -> ordered list (each format keeps the ones it has for 'all')."""
+    items = _split(value)
+    if not items:
+        raise UsageError(f"--precision needs a value: {', '.join(ALL_PRECISIONS)} or all")
+    if "all" in items:
+        return ["all"]
+    unknown = [i for i in items if i not in ALL_PRECISIONS]
+    if unknown:
+        raise UsageError(f"unknown precision {unknown[0]!r}; choose from {', '.join(ALL_PRECISIONS)} or all")
+    return items
+
+
+def plan_exports(formats: list[str], precisions: list[str]) -> list[tuple[str, str]]:
+    """(format, precision) pairs to produce; a precision a format lacks is a usage error."""
+    pairs = []
+    for fmt in formats:
+        wanted = FORMATS[fmt] if precisions == ["all"] else precisions
+        for precision in wanted:
+            if precision not in FORMATS[fmt]:
+                raise UsageError(f"{precision} is not available for {fmt} (it has {', '.join(FORMATS[fmt])});"
+                                 f" use --format tflite for {precision}")
+            pairs.append((fmt, precision))
+    return pairs
+
+
+def output_path(out_dir: str | os.PathLike, stem: str, fmt: str, precision: str) -> Path:
+    """<out>/<stem>_<precision>.<tflite|onnx>, e.g. out/fmnist-vit_int8.tflite."""
+    return Path(out_dir) / f"{stem}_{precision}{SUFFIX[fmt]}"
+
+
+# ------------------------------------------------------------------------- sources ----
+@dataclass
+class _Source:
+    stem: str
+    spec: ModelSpec
+    info: dict  # the metadata's `source` block, less variant/config
+    path: Path | None = None
+    variant: str | None = None
+    seed: int = 0
+
+    def load(self):
+        """The Keras model (TensorFlow is imported here, not before)."""
+        if self.path is not None:
+            from ..modelfile import load_model
+
+            model, spec = load_model(self.path)
+            self.spec = spec
+            return model
+        from ..vit import build_vit
+
+        return build_vit(self.spec.config, seed=self.seed)
+
+
+def _resolve_source(model: str | os.PathLike | None, variant: str | None, seed: int) -> _Source:
+    if model is not None and variant is not None:
+        raise UsageError("give --model or --variant, not both")
+    if variant is not None:
+        from ..variants import variant_config
+
+        config = variant_config(variant)
+        spec = ModelSpec(config, default_labels(config.num_classes), Preprocessing(), {"seed": seed})
+        return _Source(stem=config.variant, spec=spec, variant=config.variant, seed=seed,
+                       info={"model_file": None, "model_sha256": None, "random_weights_seed": seed})
+    if model is None:
+        raise UsageError("give --model FILE.keras or --variant NAME")
+    path = Path(model)
+    if path.suffix.lower() != ".keras":
+        if not path.exists():
+            raise VitedgeError(f"{path}: no such file")
+        raise VitedgeError(f"{path}: not a .keras model file")
+    try:
+        spec = read_spec(path)
+    except VitedgeError as exc:
+        if "not one saved by vitedge" not in str(exc):
+            raise
+        # A foreign .keras: loading it says which of a vitedge ViT's layers it lacks.
+        from ..modelfile import load_model
+
+        _, spec = load_model(path)
+    return _Source(stem=path.stem, spec=spec, path=path,
+                   info={"model_file": path.name, "model_sha256": sha256_file(path)})
+
+
+# ------------------------------------------------------------------------- export ----
+def export_artifacts(
+    model: str | os.PathLike | None = None,
+    *,
+    variant: str | None = None,
+    formats: str | Iterable[str] = "tflite",
+    precisions: str | Iterable[str] = "fp32",
+    out_dir: str | os.PathLike = "out",
+    calib_dir: str | os.PathLike = "calibration",
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    calib_seed: int = DEFAULT_SEED,
+    calib_method: str = "minmax",
+    int8_io: bool = False,
+    force: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+    tflite_batch: int | None = tflite_export.DEFAULT_BATCH,
+    progress: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> list[ExportResult]:
+    """Export `model` (a vitedge .keras path) or `variant` (random weights, `seed`) to every
+    (format, precision) asked for, verify each in its runtime, and return the results."""
+    fmts = parse_formats(formats)
+    pairs = plan_exports(fmts, parse_precisions(precisions))
+    if int8_io:
+        if "onnx" in fmts:
+            raise UsageError("--int8-io is for TFLite only (ONNX artifacts keep float input and output)")
+        if not any(p == "int8" for _, p in pairs):
+            raise UsageError("--int8-io needs the int8 precision (--int8 or --precision int8)")
+    if calib_method not in CALIB_METHODS:
+        raise UsageError(f"unknown calibration method {calib_method!r}; choose from {', '.join(CALIB_METHODS)}")
+    if calib_size < 1:
+        raise UsageError(f"--calib-size must be at least 1, got {calib_size}")
+    if tflite_batch is not None and tflite_batch < 1:
+        raise UsageError(f"TFLite batch must be at least 1 or dynamic, got {tflite_batch}")
+
+    source = _resolve_source(model, variant, seed)
+    targets = {pair: output_path(out_dir, source.stem, *pair) for pair in pairs}
+    for path in targets.values():
+        check_writable(path, force)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise VitedgeError(f"--out {out_dir} is a file, not a folder")
+    if source.spec.config.channels != 3:
+        raise VitedgeError(f"the model takes {source.spec.config.channels}-channel input; export handles RGB (3) models")
+
+    calibration = load_calibration(calib_dir, calib_size, source.spec.config.image_size, source.spec.preprocessing,
+                                   seed=calib_seed, progress=progress, warn=warn)
+    keras_model = source.load()
+    reference = reference_logits(keras_model, calibration.images)
+    source_info = dict(source.info)
+
+    results: list[ExportResult] = []
+    with tempfile.TemporaryDirectory(prefix="vitedge-export-") as work, contextlib.ExitStack() as commit:
+        workdir = Path(work)
+        steps = _progress(pairs, progress)
+        state: dict = {}
+        for fmt, precision in steps:
+            started = time.perf_counter()
+            tmp = commit.enter_context(atomic_output(targets[(fmt, precision)], force=force))
+            convert = _convert_tflite if fmt == "tflite" else _convert_onnx
+            writer = convert(keras_model, precision, calibration, workdir, state,
+                             int8_io=int8_io, calib_method=calib_method, tflite_batch=tflite_batch)
+            meta = artifact_metadata(model_format=fmt, precision=precision, recipe=writer.recipe,
+                                     spec=source.spec, io=writer.io, source=source_info, calibration=calibration)
+            writer.write(tmp, meta)
+            label = f"{targets[(fmt, precision)].name}"
+            figures = verify_artifact(tmp, precision, calibration.images, reference, threads=threads, label=label)
+            figures["images_fingerprint"] = calibration.fingerprint
+            meta["verification"] = figures
+            writer.write(tmp, meta)
+            results.append(ExportResult(path=targets[(fmt, precision)], format=fmt, precision=precision,
+                                        size_bytes=tmp.stat().st_size, verification=figures,
+                                        recipe=writer.recipe, seconds=round(time.perf_counter() - started, 2)))
+        # Leaving the ExitStack renames every temporary file into place (all passed).
+    return results
+
+
+def _progress(pairs, enabled):
+    if not enabled or not sys.stderr.isatty():
+        yield from pairs
+        return
+    import click
+
+    with click.progressbar(pairs, label="exporting", file=click.get_text_stream("stderr"),
+                           item_show_func=lambda p: f"{p[0]} {p[1]}" if p else None) as bar:
+        yield from bar
+
+
+class _Writer:
+    """Converted model bytes plus how to write them with metadata."""
+
+    def __init__(self, recipe: dict, io: dict, write: Callable[[Path, dict], None]):
+        self.recipe, self.io, self._write = recipe, io, write
+
+    def write(self, path: Path, meta: dict) -> None:
+        self._write(path, meta)
+
+
+def _convert_tflite(keras_model, precision: str, calibration: CalibrationSet, workdir: Path, state: dict,
+                    *, int8_io: bool, tflite_batch: int | None, **_) -> _Writer:
+    if "saved_model" not in state:
+        state["saved_model"] = tflite_export.export_saved_model(keras_model, workdir / "saved_model", tflite_batch)
+    images = calibration.images if precision in STATIC_PRECISIONS else None
+    flatbuffer, recipe = tflite_export.convert(state["saved_model"], precision, images,
+                                               int8_io=int8_io and precision == "int8", batch=tflite_batch)
+    io = tflite_export.io_details(flatbuffer)
+
+    def write(path: Path, meta: dict) -> None:
+        path.write_bytes(tflite_with_metadata(flatbuffer, meta))
+
+    return _Writer(recipe, io, write)
+
+
+def _convert_onnx(keras_model, precision: str, calibration: CalibrationSet, workdir: Path, state: dict,
+                  *, calib_method: str, **_) -> _Writer:
+    import onnx
+
+    if "onnx_fp32" not in state:
+        proto = onnx_export.convert_fp32(keras_model)
+        state["onnx_fp32"] = proto
+        state["onnx_fp32_path"] = workdir / "fp32.onnx"
+        onnx.save(proto, str(state["onnx_fp32_path"]))
+    recipe = onnx_export.recipe_fp32()
+    if precision == "fp32":
+        proto = state["onnx_fp32"]
+    elif precision == "fp16":
+        proto, extra = onnx_export.to_fp16(state["onnx_fp32"])
+        recipe.update(extra)
+    elif precision == "dynamic":
+        out = workdir / "dynamic.onnx"
+        recipe.update(onnx_export.quantize_dynamic(state["onnx_fp32_path"], out))
+        proto = onnx.load(str(out))
+    elif precision == "int8":
+        out = workdir / "int8.onnx"
+        recipe.update(onnx_export.quantize_static(state["onnx_fp32_path"], out, calibration.images, calib_method,
+                                                  workdir))
+        proto = onnx.load(str(out))
+    else:  # pragma: no cover - plan_exports rejects it
+        raise VitedgeError(f"{precision} is not available for onnx")
+    h, w = calibration.images.shape[1:3]
+    io = {"input": {"name": onnx_export.INPUT_NAME, "shape": [None, int(h), int(w), 3], "dtype": "float32"},
+          "output": {"name": onnx_export.OUTPUT_NAME, "dtype": "float32"}}
+
+    def write(path: Path, meta: dict) -> None:
+        set_onnx_metadata(proto, meta)
+        onnx.save(proto, str(path))
+
+    return _Writer(recipe, io, write)
+
+
+def reference_logits(keras_model, images: np.ndarray) -> np.ndarray:
+    """Keras' own logits for `images` (what every artifact is compared with)."""
+    return keras_model.predict(images, batch_size=32, verbose=0)

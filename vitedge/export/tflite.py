@@ -1,0 +1,157 @@
+"""Keras ViT -> TFLite flatbuffer with TensorFlow's converter, at every precision.
+
+Route: `model.export(dir, format="tf_saved_model")` then `TFLiteConverter.from_saved_model`
+(Keras 3 + `from_concrete_functions` failed at calibration with READ_VARIABLE, see the notes).
+The batch dimension is fixed (1 by default): a `None` batch puts SHAPE/GATHER/PACK/RESHAPE
+around every FULLY_CONNECTED, a fixed one lets XNNPACK use its plain FC kernels; the LiteRT
+backend runs bigger batches one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VitedgeError
+from .quiet import captured_stderr, last_error_line
+
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+DEFAULT_BATCH = 1
+LAYERNORM_FORM = "mean-sub-mul"  # recorded in the recipe; see export_friendly_layernorm
+
+
+def _layernorm_call(self, inputs):
+    # Same math as keras.ops.layer_normalization, written with MEAN/SUB/MUL/RSQRT only.
+    from keras import ops
+
+    mean = ops.mean(inputs, axis=-1, keepdims=True)
+    centred = inputs - mean
+    variance = ops.mean(centred * centred, axis=-1, keepdims=True)
+    return centred * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+
+@contextlib.contextmanager
+def export_friendly_layernorm(model) -> Iterator[None]:
+    """Trace every LayerNormalization of `model` in a form the int16x8 quantizer can handle.
+
+    Keras lowers LayerNorm to SQUARED_DIFFERENCE and NEG: 16x8 quantization has no NEG
+    ("not yet supported for op: 'NEG'") and LiteRT has no int16 SQUARED_DIFFERENCE kernel
+    (the converted file then fails at run time). The rewritten form is exact in float (the
+    fp32 parity check covers it) and lets full int8 quantize LayerNorm too, instead of
+    leaving a float NEG between QUANTIZE/DEQUANTIZE pairs.
+    """
+    import keras
+
+    patched = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        # Only the plain last-axis LayerNorm (every one in a vitedge ViT) is rewritten.
+        if (isinstance(layer, keras.layers.LayerNormalization) and layer.center and layer.scale
+                and not layer.rms_scaling and layer.axis in (-1, [-1])):
+            layer.call = types.MethodType(_layernorm_call, layer)
+            patched.append(layer)
+    try:
+        yield
+    finally:
+        for layer in patched:
+            del layer.call
+
+
+def export_saved_model(model, directory: Path, batch: int | None = DEFAULT_BATCH) -> Path:
+    """Write the TF SavedModel the converter starts from (float32 NHWC input, `batch` fixed)."""
+    import tensorflow as tf
+
+    h, w, c = model.input_shape[1:4]
+    spec = tf.TensorSpec((batch, h, w, c), tf.float32, name="image")
+    with export_friendly_layernorm(model), captured_stderr() as log:
+        try:
+            model.export(str(directory), format="tf_saved_model", input_signature=[spec], verbose=False)
+        except Exception as exc:
+            raise VitedgeError(f"TensorFlow could not export the model: {exc or last_error_line(log[0] if log else '')}") from None
+    return Path(directory)
+
+
+def convert(saved_model: Path, precision: str, calibration: np.ndarray | None = None,
+            int8_io: bool = False, batch: int | None = DEFAULT_BATCH) -> tuple[bytes, dict]:
+    """One TFLite flatbuffer (bytes) and the recipe that made it."""
+    import tensorflow as tf
+
+    if precision not in PRECISIONS:
+        raise VitedgeError(f"unknown TFLite precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    recipe = {
+        "converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model",
+        "batch": batch,
+        "layernorm": LAYERNORM_FORM,
+    }
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        recipe.update(optimizations=["DEFAULT"], weights="float16")
+    elif precision == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        recipe.update(optimizations=["DEFAULT"], weights="int8", activations="float32 (int8 on the fly)")
+    elif precision in ("int8", "int16x8"):
+        if calibration is None or not len(calibration):
+            raise VitedgeError(f"{precision} needs calibration images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(calibration, batch)
+        if precision == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            recipe.update(optimizations=["DEFAULT"], supported_ops=["TFLITE_BUILTINS_INT8"],
+                          weights="int8 per-channel", activations="int8")
+            if int8_io:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        else:
+            # Float kernels stay allowed as a fallback for any op without a 16x8 version.
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
+            recipe.update(optimizations=["DEFAULT"],
+                          supported_ops=["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
+                                         "TFLITE_BUILTINS"],
+                          weights="int8 per-channel", activations="int16")
+        recipe["representative_images"] = int(len(calibration))
+    recipe["io"] = "int8" if int8_io and precision == "int8" else "float32"
+    with captured_stderr() as log:
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:
+            detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
+            raise VitedgeError(f"TFLite {precision} conversion failed: {detail}") from None
+    return bytes(flatbuffer), recipe
+
+
+def _representative(images: np.ndarray, batch: int | None):
+    step = batch or 1
+
+    def dataset():
+        for start in range(0, len(images) - step + 1, step):
+            yield [images[start:start + step].astype(np.float32)]
+
+    return dataset
+
+
+def io_details(flatbuffer: bytes) -> dict:
+    """Input/output tensor names, shapes and types of a flatbuffer (for the metadata)."""
+    interpreter = _interpreter(flatbuffer)
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    sig = [None if d < 0 else int(d) for d in inp.get("shape_signature", inp["shape"])]
+    return {
+        "input": {"name": inp["name"], "shape": sig, "dtype": np.dtype(inp["dtype"]).name},
+        "output": {"name": out["name"], "dtype": np.dtype(out["dtype"]).name},
+    }
+
+
+def _interpreter(flatbuffer: bytes):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # TensorFlow's own, deprecated but present on workstations
+        from tensorflow.lite import Interpreter
+    return Interpreter(model_content=flatbuffer)

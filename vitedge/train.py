@@ -1,0 +1,430 @@
+"""Train a vitedge ViT on an ImageFolder tree. Needs TensorFlow/Keras (the export extra).
+
+The pixels are decoded once, through the runtime's own preprocessing (`load_pixels`), and kept
+in memory as uint8; tf.data normalizes them with the model's `Preprocessing` exactly like
+`preprocess_image` does (a test checks equality), so the model trains on what it will see.
+Augmentation (numpy, per epoch) only moves pixels (flip, shift), so it cannot change that.
+
+Determinism: one seed fixes the validation split, weight initialisation, shuffling and
+augmentation; every random draw of epoch e is derived from (seed, e), so a run resumed from
+the checkpoint after epoch e continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .data.imagefolder import ImageFolder, load_images, scan_image_folder
+from .errors import VitedgeError
+from .fileio import atomic_output
+from .modelfile import ModelSpec
+from .preprocess import Preprocessing, normalize_pixels
+from .variants import ViTConfig
+
+AUGMENTATIONS = ("flip-shift", "shift", "flip", "none")
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything besides the architecture and the data that fixes a training run."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3  # peak learning rate, reached after the warm-up
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01  # the cosine decays to lr * this
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    val_split: float = 0.1
+    augment: str = "flip-shift"
+    max_shift: float = 0.1  # random translation, as a fraction of the image side
+    seed: int = 0
+    steps_per_epoch: int | None = None  # None: one pass over the training images
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise VitedgeError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise VitedgeError("--batch-size must be at least 1")
+        if not self.lr > 0:
+            raise VitedgeError("--lr must be positive")
+        if not 0.0 <= self.val_split < 1.0:
+            raise VitedgeError("--val-split must be in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise VitedgeError("--label-smoothing must be in [0, 1)")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise VitedgeError("--weight-decay and --warmup-epochs must not be negative")
+        if self.augment not in AUGMENTATIONS:
+            raise VitedgeError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}")
+        if not 0.0 <= self.max_shift < 0.5:
+            raise VitedgeError("--max-shift must be in [0, 0.5)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded split: (train indices, validation indices), both sorted.
+
+    Each class gives round(n * fraction) images to validation (at least one when fraction > 0,
+    and never all of them).
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    train, val = [], []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        k = 0 if fraction == 0 else min(len(members) - 1, max(1, round(len(members) * fraction)))
+        picked = rng.permutation(members)
+        val.extend(picked[:k])
+        train.extend(picked[k:])
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(val, dtype=np.int64))
+
+
+def tf_normalize(pixels, pre: Preprocessing):
+    """uint8 RGB -> float32, the same operations in the same order as `normalize_pixels`."""
+    import tensorflow as tf
+
+    x = tf.cast(pixels, tf.float32) * tf.constant(1.0 / 255.0, tf.float32)
+    return (x - tf.constant(pre.mean, tf.float32)) / tf.constant(pre.std, tf.float32)
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The random stream of one epoch: depends on (seed, epoch) only, so a resumed run draws the same."""
+    return np.random.default_rng([seed, epoch, 0xE90C])
+
+
+def augment(pixels: np.ndarray, rng: np.random.Generator, settings: TrainSettings,
+            fill: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """Random horizontal flip and/or shift of uint8 images (N, H, W, 3), vectorized over the batch.
+
+    Both only move pixels: the shifted-in border is the preprocessing's background colour, as
+    the runtime's "pad" resize would fill it, so the normalization stays exactly the runtime's.
+    """
+    n, h, w, _ = pixels.shape
+    out = pixels
+    if settings.augment in ("flip-shift", "flip"):
+        flip = rng.random(n) < 0.5
+        out = out.copy()
+        out[flip] = out[flip, :, ::-1]
+    if settings.augment in ("flip-shift", "shift"):
+        dy, dx = round(h * settings.max_shift), round(w * settings.max_shift)
+        if dy or dx:
+            padded = np.empty((n, h + 2 * dy, w + 2 * dx, 3), dtype=np.uint8)
+            padded[...] = np.asarray(fill, dtype=np.uint8)
+            padded[:, dy:dy + h, dx:dx + w] = out
+            top = rng.integers(0, 2 * dy + 1, n)
+            left = rng.integers(0, 2 * dx + 1, n)
+            rows = (top[:, None] + np.arange(h))[:, :, None]
+            cols = (left[:, None] + np.arange(w))[:, None, :]
+            out = padded[np.arange(n)[:, None, None], rows, cols]
+    return out
+
+
+def make_dataset(pixels: np.ndarray, labels: np.ndarray, num_classes: int, pre: Preprocessing,
+                 batch_size: int, settings: TrainSettings | None = None, epoch: int = 0):
+    """tf.data pipeline over in-memory uint8 images: batches normalized like `preprocess_image`.
+
+    With `settings` it is epoch `epoch` of training: the images shuffled and augmented in numpy
+    (seeded by (seed, epoch); vectorized, so cheap next to the training step) and equal-sized
+    batches. Without, an evaluation pipeline: same order, no augmentation. The decoded images
+    are the cache (decoding happened once, in `load_images`); batches are prefetched.
+    """
+    import tensorflow as tf
+
+    labels = labels.astype(np.int32)
+    drop = False
+    if settings is not None:
+        rng = epoch_rng(settings.seed, epoch)
+        order = rng.permutation(len(pixels))
+        pixels, labels = pixels[order], labels[order]
+        if settings.augment != "none":
+            pixels = augment(pixels, rng, settings, pre.background)
+        drop = len(pixels) >= batch_size  # equal-sized training steps
+    ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(batch_size, drop_remainder=drop)
+    ds = ds.map(lambda x, y: (tf_normalize(x, pre), tf.one_hot(y, num_classes)), num_parallel_calls=1)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------
+# model and optimizer
+
+
+def _decay_excluded(variable) -> bool:
+    # No weight decay on biases, LayerNorm scales/offsets, the class token and position embeddings.
+    return variable.name in ("bias", "gamma", "beta", "token", "embedding")
+
+
+def compile_for_training(model, settings: TrainSettings, steps_per_epoch: int):
+    """AdamW, linear warm-up then cosine decay, label-smoothed cross-entropy on logits."""
+    import keras
+
+    total = max(1, settings.epochs * steps_per_epoch)
+    warmup = min(total - 1, round(settings.warmup_epochs * steps_per_epoch))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else settings.lr, decay_steps=max(1, total - warmup),
+        alpha=settings.min_lr_ratio, warmup_target=settings.lr if warmup else None, warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=settings.weight_decay,
+                                       clipnorm=float(os.environ.get("VITEDGE_CLIP", "0")) or None)
+    optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if _decay_excluded(v)])
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    optimizer.build(model.trainable_variables)
+    return schedule
+
+
+def set_determinism(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints: <dir>/state.json, last.npz (weights + optimizer), best.npz (weights)
+
+
+def default_checkpoint_dir(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".keras") + ".ckpt")
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    with atomic_output(path, force=True, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def save_checkpoint(folder: Path, model, state: dict, best_improved: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    if best_improved:
+        _save_npz(folder / "best.npz", weights)
+    optimizer = {f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)}
+    _save_npz(folder / "last.npz", {**weights, **optimizer})
+    with atomic_output(folder / "state.json", force=True) as tmp:  # written last: it commits the epoch
+        tmp.write_text(json.dumps(state, indent=1))
+
+
+def _load_npz(path: Path, prefix: str) -> list[np.ndarray]:
+    with np.load(path) as z:
+        keys = sorted((k for k in z.files if k.startswith(prefix)), key=lambda k: int(k[len(prefix):]))
+        return [z[k] for k in keys]
+
+
+def load_checkpoint_state(folder: Path) -> dict:
+    path = folder / "state.json"
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VitedgeError(f"no checkpoint to resume in {folder} (no state.json)") from None
+    except (OSError, ValueError) as exc:
+        raise VitedgeError(f"{path}: unreadable checkpoint state ({exc})") from None
+    if state.get("checkpoint_version") != CHECKPOINT_VERSION:
+        raise VitedgeError(f"{path}: checkpoint written by another vitedge version; start over with --force")
+    return state
+
+
+def restore_checkpoint(folder: Path, model) -> None:
+    weights = _load_npz(folder / "last.npz", "w")
+    slots = _load_npz(folder / "last.npz", "o")
+    model.set_weights(weights)
+    variables = model.optimizer.variables
+    if len(slots) != len(variables):
+        raise VitedgeError(f"{folder}: checkpoint optimizer state does not match this model")
+    for var, value in zip(variables, slots, strict=True):
+        var.assign(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class TrainResult:
+    model: object
+    spec: ModelSpec
+    history: list[dict]
+    best_epoch: int
+    best_val_accuracy: float | None
+    seconds: float
+    resumed_from: int = 0
+
+
+def _resume_key(config: ViTConfig, settings: TrainSettings, folder: ImageFolder, pre: Preprocessing) -> dict:
+    return {"config": config.to_dict(), "settings": settings.to_dict(), "classes": folder.classes,
+            "counts": folder.counts(), "preprocessing": pre.to_dict()}
+
+
+def check_resume(state: dict, key: dict) -> None:
+    """A checkpoint continues only the run it belongs to: same data, architecture and settings."""
+    old = state.get("key", {})
+    diffs = []
+    for section in ("config", "settings", "preprocessing"):
+        a, b = old.get(section, {}), key[section]
+        diffs += [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if old.get("classes") != key["classes"] or old.get("counts") != key["counts"]:
+        diffs.append("the data folder's classes or image counts")
+    if diffs:
+        raise VitedgeError(f"the checkpoint belongs to another run ({'; '.join(diffs[:4])}); "
+                           "use the same options, or --force to start over")
+
+
+def train(
+    data: str | os.PathLike,
+    config: ViTConfig,
+    settings: TrainSettings,
+    checkpoint_dir: str | os.PathLike,
+    pre: Preprocessing | None = None,
+    resume: bool = False,
+    force: bool = False,
+    on_event: Callable[[str, dict], None] | None = None,
+) -> TrainResult:
+    """Train `config` on the ImageFolder `data`; returns the best model (on validation) and its spec.
+
+    `config.num_classes` must equal the folder's class count. `on_event(kind, info)` receives
+    "loading", "epoch_start", "batch", "epoch_end" events for progress display.
+    """
+    pre = pre or Preprocessing()
+    emit = on_event or (lambda kind, info: None)
+    started = time.perf_counter()
+    folder = scan_image_folder(data)
+    if config.num_classes != len(folder.classes):
+        raise VitedgeError(f"the model has {config.num_classes} classes, {data} has {len(folder.classes)}")
+    ckpt = Path(checkpoint_dir)
+    key = _resume_key(config, settings, folder, pre)
+    state = None
+    if resume:
+        state = load_checkpoint_state(ckpt)
+        check_resume(state, key)
+    elif (ckpt / "state.json").exists() and not force:
+        raise VitedgeError(f"{ckpt} holds the checkpoint of an unfinished run; add --resume to continue it, "
+                           "or --force to start over")
+    elif ckpt.exists() and force:
+        shutil.rmtree(ckpt)
+
+    train_idx, val_idx = split_validation(folder.labels, settings.val_split, settings.seed)
+    size = config.image_size
+    emit("loading", {"images": len(folder)})
+    pixels = load_images(folder, size, pre, progress=lambda items, n: _counting(items, n, emit))
+    x_train, y_train = pixels[train_idx], folder.labels[train_idx]
+    x_val, y_val = pixels[val_idx], folder.labels[val_idx]
+    del pixels
+
+    set_determinism(settings.seed)
+    from .vit import build_vit
+
+    model = build_vit(config, seed=settings.seed)
+    full_steps = len(x_train) // settings.batch_size if len(x_train) >= settings.batch_size else 1
+    steps = min(full_steps, settings.steps_per_epoch) if settings.steps_per_epoch else full_steps
+    compile_for_training(model, settings, steps)
+    history: list[dict] = []
+    best_epoch, best_val = 0, None
+    first_epoch = 0
+    if state is not None:
+        restore_checkpoint(ckpt, model)
+        history = state["history"]
+        best_epoch, best_val = state["best_epoch"], state["best_val_accuracy"]
+        first_epoch = state["epochs_done"]
+    val_ds = make_dataset(x_val, y_val, config.num_classes, pre, 256).cache() if len(x_val) else None
+
+    import keras
+
+    class _Batches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            emit("batch", {"step": batch + 1, "steps": steps, "loss": float((logs or {}).get("loss", math.nan))})
+
+    for epoch in range(first_epoch, settings.epochs):
+        t0 = time.perf_counter()
+        emit("epoch_start", {"epoch": epoch + 1, "epochs": settings.epochs, "steps": steps})
+        train_ds = make_dataset(x_train, y_train, config.num_classes, pre, settings.batch_size, settings, epoch)
+        fit = model.fit(train_ds.take(steps), epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=[_Batches()])
+        row = {"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]), "accuracy": float(fit.history["accuracy"][-1]),
+               "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))}
+        if val_ds is not None:
+            val = model.evaluate(val_ds, verbose=0, return_dict=True)
+            row.update(val_loss=float(val["loss"]), val_accuracy=float(val["accuracy"]))
+        improved = val_ds is None or best_val is None or row["val_accuracy"] > best_val
+        if improved:
+            best_epoch, best_val = epoch + 1, row.get("val_accuracy")
+        row.update(seconds=round(time.perf_counter() - t0, 1), best=improved)
+        history.append(row)
+        state = {"checkpoint_version": CHECKPOINT_VERSION, "key": key, "epochs_done": epoch + 1,
+                 "history": history, "best_epoch": best_epoch, "best_val_accuracy": best_val}
+        save_checkpoint(ckpt, model, state, improved)
+        emit("epoch_end", row)
+
+    # The shipped model: the best epoch's weights in a fresh model (no optimizer state inside).
+    best = build_vit(config)
+    best.set_weights(_load_npz(ckpt / "best.npz", "w"))
+    spec = ModelSpec(config, folder.classes, pre, {"training": {
+        "data": str(Path(data)), "images": {"train": len(x_train), "val": len(x_val)},
+        "best_epoch": best_epoch, "val_accuracy": best_val, "settings": settings.to_dict(),
+        "vitedge_version": __version__}})
+    return TrainResult(best, spec, history, best_epoch, best_val, time.perf_counter() - started, first_epoch)
+
+
+def _counting(items, total, emit):
+    for i, item in enumerate(items, 1):
+        if i % 256 == 0 or i == total:
+            emit("loaded", {"done": i, "images": total})
+        yield item
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+def evaluate(model, spec: ModelSpec, data: str | os.PathLike, limit: int | None = None,
+             batch_size: int = 256, progress: Callable | None = None) -> dict:
+    """Top-1 accuracy of a Keras model on an ImageFolder, through `preprocess_image`'s exact path.
+
+    The folder's class names must be among the model's labels. `limit` keeps the first N images
+    in order of file name across all classes (a fixed subset; for `vitedge data fashion-mnist`
+    folders, the first N images of the IDX file).
+    """
+    folder = scan_image_folder(data, min_classes=1)
+    unknown = [c for c in folder.classes if c not in spec.labels]
+    if unknown:
+        raise VitedgeError(f"{data}: classes not among the model's labels: {', '.join(unknown[:5])}")
+    if limit is not None:
+        folder = folder.subset(first_by_name(folder, limit))
+    target = np.asarray([spec.labels.index(folder.classes[i]) for i in folder.labels])
+    pixels = load_images(folder, spec.config.image_size, spec.preprocessing, progress=progress)
+    predictions = predict_top1(model, pixels, spec.preprocessing, batch_size)
+    correct = int((predictions == target).sum())
+    return {"images": len(target), "correct": correct, "top1": correct / max(1, len(target))}
+
+
+def predict_top1(model, pixels: np.ndarray, pre: Preprocessing, batch_size: int = 256) -> np.ndarray:
+    """Arg-max class of uint8 images, normalized by numpy's `normalize_pixels` (the runtime's)."""
+    out = []
+    for start in range(0, len(pixels), batch_size):
+        x = normalize_pixels(pixels[start:start + batch_size], pre)
+        out.append(np.argmax(np.asarray(model(x, training=False)), axis=-1))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def first_by_name(folder: ImageFolder, n: int) -> np.ndarray:
+    """Indices of the first n images by file name (ties by path), in that order."""
+    order = sorted(range(len(folder)), key=lambda i: (folder.files[i].name, str(folder.files[i])))
+    return np.asarray(order[:n], dtype=np.int64)
