@@ -12,7 +12,7 @@ MODEL ?= models/fmnist-vit.keras
 ARTIFACTS ?= out
 STEM ?= $(basename $(notdir $(MODEL)))
 
-.PHONY: install test test-all lint demo fmnist-deb clean bench bench-startup pi-check
+.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup pi-check
 
 install: $(STAMP)
 
@@ -28,6 +28,14 @@ fmnist-deb:
 	  echo "installing Debian package dataset-fashion-mnist"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; }
+
+# Fashion-MNIST as an ImageFolder tree (PNG files): $(DATA)/train and $(DATA)/test.
+data: install fmnist-deb
+	@test -d $(DATA)/test || $(BIN)/vitedge data fashion-mnist --out $(DATA)
+
+# Retrain the shipped default model exactly as models/README.md says (about 35 minutes on 2 cores).
+model: data
+	$(BIN)/vitedge train --data $(DATA)/train --epochs 12 --test-data $(DATA)/test -o $(MODEL) --force
 
 test: install fmnist-deb
 	$(BIN)/python -m pytest -q -m "not slow"

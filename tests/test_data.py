@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import struct
 
 import numpy as np
@@ -153,6 +154,9 @@ def test_atomic_directory(tmp_path):
     with atomic_directory(out) as tmp:
         (tmp / "x").write_text("1")
     assert (out / "x").read_text() == "1"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
     with pytest.raises(VitedgeError, match="--force"), atomic_directory(out):
         pass
     with pytest.raises(RuntimeError), atomic_directory(out, force=True) as tmp:
@@ -163,3 +167,21 @@ def test_atomic_directory(tmp_path):
         (tmp / "y").write_text("2")
     assert [p.name for p in out.iterdir()] == ["y"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+@needs_fmnist
+def test_shipped_calibration_set_is_balanced_and_from_the_train_split():
+    from conftest import REPO
+
+    images, labels = fm.load_split("train")
+    root = REPO / "calibration"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(fm.FOLDER_NAMES)
+    for name in fm.FOLDER_NAMES:
+        files = sorted((root / name).glob("*.png"))
+        assert len(files) == 15
+        for path in files:
+            split, index = path.stem.split("-")
+            assert split == "train" and fm.FOLDER_NAMES[labels[int(index)]] == name
+            with Image.open(path) as img:
+                np.testing.assert_array_equal(np.asarray(img), images[int(index)])
+    assert (root / "README.md").is_file()

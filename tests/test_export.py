@@ -41,7 +41,7 @@ def artifacts(tiny_artifacts, tiny_model, calib_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calib(calib_dir, tiny_config):
-    return load_calibration(calib_dir, 200, tiny_config.image_size, Preprocessing())
+    return load_calibration(calib_dir, None, tiny_config.image_size, Preprocessing())
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,8 @@ def test_unreadable_calibration_images_are_skipped_and_named(tmp_path, tiny_conf
     warnings = []
     cal = load_calibration(tmp_path, 100, tiny_config.image_size, Preprocessing(), warn=warnings.append)
     assert cal.count == 5
-    assert len(warnings) == 2 and any("broken.png" in w for w in warnings) and any("empty.jpg" in w for w in warnings)
+    assert len(warnings) == 3 and any("broken.png" in w for w in warnings) and any("empty.jpg" in w for w in warnings)
+    assert "has 5 usable images; using them all (100 asked)" in warnings[-1]
     # A size smaller than the folder replaces a skipped file with the next candidate.
     assert load_calibration(tmp_path, 5, tiny_config.image_size, Preprocessing()).count == 5
 
@@ -376,3 +377,17 @@ def test_export_modules_do_not_import_tensorflow_until_exporting():
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_variant_with_random_weights(tmp_path, calib_dir):
+    from vitedge.export import export_artifacts
+
+    # fp16 first: converting it must leave the fp32 model untouched (fp32 parity still holds).
+    half, r = export_artifacts(variant="fmnist-tiny", formats="onnx", precisions="fp16,fp32", calib_dir=calib_dir,
+                               calib_size=4, out_dir=tmp_path, seed=3)
+    assert half.precision == "fp16" and half.verification["max_abs_diff"] > 1e-6
+    assert r.path == tmp_path / "fmnist-tiny_fp32.onnx" and r.verification["max_abs_diff"] <= 1e-4
+    meta = read_metadata(r.path)
+    assert meta["source"]["model_file"] is None and meta["source"]["random_weights_seed"] == 3
+    assert meta["source"]["variant"] == "fmnist-tiny" and meta["input"]["shape"] == [None, 28, 28, 3]
+    assert meta["verification"]["images"] == 4 and len(meta["labels"]) == 10

@@ -74,7 +74,7 @@ def test_json_equals_feeding_the_same_tensor_by_hand(tiny_artifacts, images, fmt
     paths = expand_inputs([images])
     assert [r["image"] for r in rows] == [str(p) for p in paths] and len(rows) == 6
     rt = load_runtime(model, threads=1)
-    for path, row in zip(paths, rows):
+    for path, row in zip(paths, rows, strict=True):
         x = preprocess_image(path, (32, 32), rt.info.preprocessing)
         probs = softmax(rt.run(x[None]))[0]
         best = int(np.argmax(probs))

@@ -22,13 +22,14 @@ def batch(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def int8_io_tflite(tmp_path_factory, tiny_model, calib_dir):
-    """The tiny model as full-int8 TFLite with int8 input and output tensors."""
+def dynamic_tflite(tmp_path_factory, tiny_model, calib_dir):
+    """{precision: path}: the tiny model as TFLite with a dynamic batch dimension, fp32 and
+    full int8 with int8 input and output tensors (one export call for both)."""
     from vitedge.export import export_artifacts
 
-    (result,) = export_artifacts(tiny_model, formats="tflite", precisions="int8", int8_io=True,
-                                 calib_dir=calib_dir, out_dir=tmp_path_factory.mktemp("int8io"))
-    return result.path
+    results = export_artifacts(tiny_model, formats="tflite", precisions="fp32,int8", int8_io=True,
+                               tflite_batch=None, calib_dir=calib_dir, out_dir=tmp_path_factory.mktemp("dyn"))
+    return {r.precision: r.path for r in results}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,8 @@ def test_int8_backends_agree_within_quantization_tolerance(outputs):
     assert np.abs(softmax(t8) - softmax(o8)).max() < 0.05
 
 
-def test_quantized_int8_io_uses_the_tensors_scale_and_zero_point(int8_io_tflite, outputs, batch):
+def test_quantized_int8_io_uses_the_tensors_scale_and_zero_point(dynamic_tflite, outputs, batch):
+    int8_io_tflite = dynamic_tflite["int8"]
     rt = load_runtime(int8_io_tflite, threads=1)
     assert rt.describe()["input_dtype"] == "int8"
     got = rt.run(batch)
@@ -245,3 +247,46 @@ def test_bad_model_files_give_one_clear_line(tiny_artifacts, tmp_path):
         assert "\n" not in str(info.value)
     with pytest.raises(VitedgeError, match="is a directory"):
         load_runtime(tmp_path)
+
+
+# ------------------------------------------------------------ LiteRT import fallbacks ----
+def test_tflite_runtime_is_used_when_ai_edge_litert_is_missing(tiny_artifacts, batch, monkeypatch):
+    import sys
+    import types
+
+    from ai_edge_litert import interpreter as litert
+
+    fake = types.ModuleType("tflite_runtime.interpreter")  # tflite_runtime has the same API
+    fake.Interpreter, fake.OpResolverType = litert.Interpreter, litert.OpResolverType
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    rt = load_runtime(tiny_artifacts[("tflite", "fp32")], threads=1)
+    assert rt.describe()["package"] == "tflite-runtime" and rt.describe()["xnnpack_partitions"] > 0
+    assert rt.run(batch).shape == (8, 5)
+
+
+@pytest.mark.slow
+def test_tf_lite_is_the_last_fallback(tiny_artifacts, tmp_path):
+    """Neither ai_edge_litert nor tflite_runtime importable: tf.lite runs the file (imports TF, ~10 s)."""
+    import subprocess
+    import sys
+
+    for name in ("ai_edge_litert", "tflite_runtime"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("raise ImportError('blocked')\n")
+    code = ("import numpy as np; from vitedge.runtime import load_runtime; "
+            f"rt = load_runtime({str(tiny_artifacts[('tflite', 'int8')])!r}, threads=1); "
+            "print(rt.describe()['package'], rt.run(np.zeros((2, 32, 32, 3), np.float32)).shape)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "tensorflow" and "(2, 5)" in proc.stdout
+
+
+def test_dynamic_batch_tflite_is_resized_to_each_batch(dynamic_tflite, outputs, batch):
+    rt = load_runtime(dynamic_tflite["fp32"], threads=1)
+    assert rt.batch_size is None
+    assert np.allclose(rt.run(batch), outputs[("tflite", "fp32")], atol=1e-4)  # 8 at once
+    assert np.allclose(rt.run(batch[:3]), outputs[("tflite", "fp32")][:3], atol=1e-4)  # then 3
+    assert rt.run(batch[:1]).shape == (1, 5)

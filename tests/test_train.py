@@ -2,6 +2,7 @@
 reproducible and resumable, bad input fails cleanly, and the shipped default model is as accurate
 as models/README.md says."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 from vitedge.data import fashion_mnist as fm
 from vitedge.data.imagefolder import load_images, scan_image_folder
+from vitedge.errors import VitedgeError
 from vitedge.modelfile import read_spec
 from vitedge.preprocess import Preprocessing, normalize_pixels, preprocess_image
 from vitedge.train import TrainSettings, first_by_name, split_validation
@@ -144,6 +146,10 @@ def test_same_seed_same_weights_and_resume_continues_exactly(shapes, tiny_run, t
     with pytest.raises(KeyboardInterrupt):
         train(shapes, TINY, settings, tmp_path / "b", on_event=stop_at_epoch_4)
     assert json.loads((tmp_path / "b" / "state.json").read_text())["epochs_done"] == 3
+    with pytest.raises(VitedgeError, match="unfinished run; add --resume"):
+        train(shapes, TINY, settings, tmp_path / "b")
+    with pytest.raises(VitedgeError, match=r"another run \(lr 0.003 -> 0.001"):
+        train(shapes, TINY, dataclasses.replace(settings, lr=1e-3), tmp_path / "b", resume=True)
     resumed = train(shapes, TINY, settings, tmp_path / "b", resume=True)
     assert resumed.resumed_from == 3 and [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5]
     for w1, w2 in zip(result.model.get_weights(), resumed.model.get_weights(), strict=True):
@@ -152,7 +158,8 @@ def test_same_seed_same_weights_and_resume_continues_exactly(shapes, tiny_run, t
 
 def test_train_command_end_to_end_and_bad_input(shapes, tmp_path):
     out = tmp_path / "m.keras"
-    common = ["--width", 32, "--depth", 1, "--heads", 2, "--mlp-dim", 64, "--image-size", 16, "--batch-size", 16]
+    common = ["--patch-size", 4, "--width", 32, "--depth", 1, "--heads", 2, "--mlp-dim", 64, "--image-size", 16,
+              "--batch-size", 16]
     proc = run_cli("train", "--data", shapes, *common, "--epochs", 2, "--test-data", shapes, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -174,9 +181,9 @@ def test_train_command_end_to_end_and_bad_input(shapes, tmp_path):
     Image.new("L", (16, 16)).save(empty / "a" / "x.png")
     assert "class 'b' has no images" in assert_one_line_error(run_cli("train", "--data", empty, "-o", bad))
     line = assert_one_line_error(run_cli("train", "--data", shapes, "--image-size", 30, "-o", bad))
-    assert "not divisible by the patch size 4" in line
+    assert "not divisible by the patch size 4" in line  # fmnist-tiny has 4x4 patches
     assert "--force" in assert_one_line_error(run_cli("train", "--data", shapes, "-o", out))
-    assert "--resume" in assert_one_line_error(run_cli("train", "--data", shapes, "-o", bad, "--resume"))
+    assert "no checkpoint to resume" in assert_one_line_error(run_cli("train", "--data", shapes, "-o", bad, "--resume"))
     assert not bad.exists() and not (tmp_path / "bad.ckpt").exists()
 
 

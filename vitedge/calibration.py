@@ -76,7 +76,7 @@ def _check_folder(folder: Path) -> list[Path]:
 
 def load_calibration(
     folder: str | os.PathLike,
-    size: int,
+    size: int | None,
     image_size: tuple[int, int],
     pre: Preprocessing,
     seed: int = DEFAULT_SEED,
@@ -85,10 +85,15 @@ def load_calibration(
 ) -> CalibrationSet:
     """Pick `size` usable images from `folder` (recursively), seeded, and preprocess them.
 
+    `size=None` means "up to DEFAULT_CALIB_SIZE" and says nothing when the folder has fewer; an
+    explicit size that the folder cannot fill gets a warning.
+
     The candidates are shuffled with `seed` and taken in that order until `size` decode; an
     unreadable file is skipped (and named through `warn`) and the next candidate takes its
     place, so the choice depends only on the folder's contents and the seed.
     """
+    asked = size is not None
+    size = DEFAULT_CALIB_SIZE if size is None else size
     if size < 1:
         raise VitedgeError(f"--calib-size must be at least 1, got {size}")
     folder = Path(folder)
@@ -118,6 +123,7 @@ def load_calibration(
                 bar.update(1)
     finally:
         if bar is not None:
+            bar.update(max(0, bar.length - bar.pos))  # fewer usable images than files: end at 100%
             bar.__exit__(None, None, None)
 
     if not chosen:
@@ -131,6 +137,8 @@ def load_calibration(
                  else f"skipped unreadable calibration image {path}: {reason}")
         if len(skipped) > _MAX_NAMED:
             warn(f"skipped {len(skipped) - _MAX_NAMED} more unreadable calibration images")
+    if asked and len(chosen) < size and warn is not None:
+        warn(f"calibration folder {folder} has {len(chosen)} usable images; using them all ({size} asked)")
 
     paths = sorted(chosen, key=lambda p: p.relative_to(folder).as_posix())
     return CalibrationSet(

@@ -63,6 +63,9 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
         raise VitedgeError(f"{path} exists and is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any new folder
     old = None
     try:
         yield tmp

@@ -40,15 +40,15 @@ CHECKPOINT_VERSION = 1
 class TrainSettings:
     """Everything besides the architecture and the data that fixes a training run."""
 
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 128
-    lr: float = 1e-3  # peak learning rate, reached after the warm-up
-    warmup_epochs: float = 1.0
+    lr: float = 2e-3  # peak learning rate, reached after the warm-up
+    warmup_epochs: float = 0.5
     min_lr_ratio: float = 0.01  # the cosine decays to lr * this
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     val_split: float = 0.1
-    augment: str = "flip-shift"
+    augment: str = "flip"
     max_shift: float = 0.1  # random translation, as a fraction of the image side
     seed: int = 0
     steps_per_epoch: int | None = None  # None: one pass over the training images
@@ -180,8 +180,8 @@ def compile_for_training(model, settings: TrainSettings, steps_per_epoch: int):
         initial_learning_rate=0.0 if warmup else settings.lr, decay_steps=max(1, total - warmup),
         alpha=settings.min_lr_ratio, warmup_target=settings.lr if warmup else None, warmup_steps=warmup,
     )
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=settings.weight_decay,
-                                       clipnorm=float(os.environ.get("VITEDGE_CLIP", "0")) or None)
+    # No gradient clipping: with clipnorm=1 the same recipe learned markedly slower on Fashion-MNIST.
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=settings.weight_decay)
     optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if _decay_excluded(v)])
     model.compile(
         optimizer=optimizer,

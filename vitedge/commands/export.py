@@ -45,8 +45,9 @@ def render_results(results) -> str:
 @click.option("--int8-io", is_flag=True, help="TFLite int8 with int8 input and output tensors (NNAPI, microcontrollers).")
 @click.option("--calib", type=click.Path(), default=None,
               help=f"Folder of calibration images, searched recursively. Default: {DEFAULT_CALIB}/.")
-@click.option("--calib-size", type=int, default=DEFAULT_CALIB_SIZE, show_default=True,
-              help="Images picked (seeded) from --calib; also the images every artifact is verified on.")
+@click.option("--calib-size", type=int, default=None, metavar="N",
+              help=f"Images picked (seeded) from --calib; also the images every artifact is verified on. "
+                   f"Default: up to {DEFAULT_CALIB_SIZE}.")
 @click.option("--calib-seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of that choice.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="ONNX static int8 range calibration.")

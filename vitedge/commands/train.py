@@ -22,13 +22,13 @@ from ..variants import DEFAULT_VARIANT, VARIANTS, variant_config
 @click.option("--mlp-dim", type=int, default=None, help="MLP hidden width.")
 @click.option("--dropout", type=float, default=None, help="Dropout (embeddings, attention output, MLP).")
 @click.option("--attention-dropout", type=float, default=None, help="Dropout on attention weights.")
-@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (AdamW).")
-@click.option("--warmup-epochs", type=float, default=1.0, show_default=True, help="Linear warm-up, then cosine decay.")
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--warmup-epochs", type=float, default=0.5, show_default=True, help="Linear warm-up, then cosine decay.")
 @click.option("--weight-decay", type=float, default=0.05, show_default=True)
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
-@click.option("--augment", type=click.Choice(["flip-shift", "shift", "flip", "none"]), default="flip-shift",
+@click.option("--augment", type=click.Choice(["flip-shift", "shift", "flip", "none"]), default="flip",
               show_default=True, help="Random horizontal flip and/or shift (up to --max-shift of the side).")
 @click.option("--max-shift", type=float, default=0.1, show_default=True, help="Largest random shift, fraction of the side.")
 @click.option("--val-split", type=float, default=0.1, show_default=True,

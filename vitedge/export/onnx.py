@@ -74,8 +74,10 @@ def to_fp16(proto):
     from onnxconverter_common import __version__ as occ_version
     from onnxconverter_common import float16
 
+    original = type(proto)()
+    original.CopyFrom(proto)  # the converter may edit its argument; the fp32 model stays intact
     with captured_stderr():
-        half = float16.convert_float_to_float16(proto, keep_io_types=True)
+        half = float16.convert_float_to_float16(original, keep_io_types=True)
     return half, {"fp16": f"onnxconverter-common {occ_version} convert_float_to_float16", "keep_io_types": True}
 
 

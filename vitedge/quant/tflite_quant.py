@@ -1,0 +1,117 @@
+"""TFLite int8 recipes with TensorFlow's converter, from the SavedModel export already made.
+
+  * "dynamic": dynamic-range int8 (int8 weights; XNNPACK quantizes activations per call,
+    its QD8 kernels); no calibration.
+  * "fc":      selective full int8: FULLY_CONNECTED and CONV_2D run int8 (calibrated activation
+    ranges, per-channel weights); LayerNorm, GELU, Softmax, attention's BATCH_MATMULs, residual
+    ADDs and reshapes stay float, with QUANTIZE/DEQUANTIZE at the borders. Built with the MLIR
+    quantizer's denylist, the API behind tf.lite.experimental.QuantizationDebugger.
+  * "full":    every op int8 (TFLITE_BUILTINS_INT8), the textbook recipe; needed for --int8-io.
+
+Static recipes calibrate once (`calibrate`) and quantize from the calibrated model as often as
+accuracy control needs (`quantize_calibrated`, with layers named in `exclude` kept float).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VitedgeError
+
+INT8_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+BORDER_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _converter(saved_model: Path):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+
+
+def _convert(converter, what: str) -> bytes:
+    from ..export.quiet import captured_stderr, last_error_line
+
+    with captured_stderr() as log:
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:
+            detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
+            raise VitedgeError(f"TFLite {what} conversion failed: {detail}") from None
+
+
+def dynamic(saved_model: Path) -> tuple[bytes, dict]:
+    import tensorflow as tf
+
+    converter = _converter(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return _convert(converter, "dynamic-range int8"), {
+        "recipe": "dynamic", "optimizations": ["DEFAULT"], "weights": "int8 per channel",
+        "activations": "float32 (int8 per call in XNNPACK's QD8 kernels)"}
+
+
+def calibrate(saved_model: Path, images: np.ndarray, batch: int | None = 1) -> bytes:
+    """The float model with calibrated ranges recorded (not yet quantized)."""
+    import tensorflow as tf
+
+    if images is None or not len(images):
+        raise VitedgeError("static int8 needs calibration images")
+    step = batch or 1
+    converter = _converter(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([images[i:i + step].astype(np.float32)]
+                                                 for i in range(0, len(images) - step + 1, step))
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - the QuantizationDebugger's route
+    return _convert(converter, "calibration")
+
+
+def op_types(flatbuffer: bytes) -> list[str]:
+    from ..runtime.litert import interpreter_module
+
+    mod, _ = interpreter_module()
+    kwargs = {}
+    if hasattr(mod, "OpResolverType"):
+        kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = mod.Interpreter(model_content=flatbuffer, **kwargs)
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # noqa: SLF001
+
+
+def quantizable_layers(calibrated: bytes) -> list[str]:
+    """Output tensor names of the ops the "fc" recipe runs in int8 (what `exclude` can name)."""
+    from ..runtime.litert import interpreter_module
+
+    mod, _ = interpreter_module()
+    interpreter = mod.Interpreter(model_content=calibrated)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    return [names[op["outputs"][0]] for op in interpreter._get_ops_details()  # noqa: SLF001
+            if op["op_name"] in INT8_OPS]
+
+
+def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tuple = (),
+                        per_channel: bool = True) -> tuple[bytes, dict]:
+    """"fc" or "full" from a calibrated model; float I/O; layers in `exclude` stay float."""
+    from tensorflow.lite.python import convert
+
+    from ..export.quiet import captured_stderr, last_error_line
+
+    if recipe == "fc":
+        denied = [t for t in op_types(calibrated) if t not in INT8_OPS + BORDER_OPS]
+    elif recipe == "full":
+        denied = []
+    else:
+        raise VitedgeError(f"unknown TFLite static int8 recipe {recipe!r}")
+    with captured_stderr() as log:
+        try:
+            flatbuffer = convert.mlir_quantize(calibrated, disable_per_channel=not per_channel,
+                                               denylisted_ops=denied or None,
+                                               denylisted_nodes=list(exclude) or None)
+        except Exception as exc:
+            detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
+            raise VitedgeError(f"TFLite int8 ({recipe}) quantization failed: {detail}") from None
+    record = {"recipe": recipe, "quantizer": "tf.lite mlir_quantize (QuantizationDebugger route)",
+              "weights": "int8 per channel" if per_channel else "int8 per tensor",
+              "activations": "int8 (calibrated)", "int8_ops": list(INT8_OPS) if recipe == "fc" else "all",
+              "float_ops": denied, "float_layers": list(exclude)}
+    return bytes(flatbuffer), record
