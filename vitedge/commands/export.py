@@ -18,6 +18,10 @@ def _warn(message: str) -> None:
     click.echo(f"vitedge: warning: {message}", err=True)
 
 
+def _say(message: str) -> None:
+    click.echo(f"vitedge: {message}", err=True)
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
 
@@ -41,7 +45,15 @@ def render_results(results) -> str:
               help="Artifact format(s); a comma list also works.")
 @click.option("--precision", "-p", default=None, metavar="LIST",
               help=f"Comma list of {PRECISION_CHOICES}, or all (int16x8: TFLite only). Default: fp32.")
-@click.option("--int8", "int8", is_flag=True, help="Static int8 with the calibration set (= --precision int8).")
+@click.option("--int8", "int8", is_flag=False, flag_value="default", default=None, metavar="[RECIPE|auto]",
+              help="int8 (= --precision int8) with the measured fast recipe for --target; or a recipe by name "
+                   "(onnx: dynamic, qdq; tflite: dynamic, fc, full); or auto: the fastest on this machine "
+                   "within --max-drop. See docs/quantization.md.")
+@click.option("--max-drop", type=float, default=None, metavar="POINTS",
+              help="Accuracy control: keep int8 top-1 within POINTS of fp32 on validation images held out of "
+                   "--calib (class sub-folders needed), reverting the most harmful layers to float.")
+@click.option("--target", type=click.Choice(["x86", "arm64"]), default="x86", show_default=True,
+              help="CPU the int8 recipe is chosen for (x86: 7-bit weights against AVX2 saturation).")
 @click.option("--int8-io", is_flag=True, help="TFLite int8 with int8 input and output tensors (NNAPI, microcontrollers).")
 @click.option("--calib", type=click.Path(), default=None,
               help=f"Folder of calibration images, searched recursively. Default: {DEFAULT_CALIB}/.")
@@ -56,8 +68,8 @@ def render_results(results) -> str:
               help="Output folder; files are named <model>_<precision>.<tflite|onnx>.")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def export(model, variant, fmt, precision, int8, int8_io, calib, calib_size, calib_seed, calib_method, seed,
-           out_dir, force, as_json):
+def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, calib, calib_size, calib_seed,
+           calib_method, seed, out_dir, force, as_json):
     """Export a ViT to TFLite and/or ONNX, quantize it, and verify every file against Keras.
 
     Each artifact is run in its own runtime (LiteRT, ONNX Runtime) on the calibration images;
@@ -72,12 +84,14 @@ def export(model, variant, fmt, precision, int8, int8_io, calib, calib_size, cal
       vitedge export --format tflite --int8 --int8-io --calib my-images/ --calib-size 100
       vitedge export --format onnx --int8 --calib-method percentile --out out/onnx
       vitedge export --variant vit-ti16 --format all --precision all --calib photos/ --json
+      vitedge export --format all --int8 auto --max-drop 0.5        # fastest int8 within 0.5 points
+      vitedge export --format tflite --int8 fc --target arm64
     """
     from ..export import export_artifacts
 
-    if int8 and precision is not None and [p.strip() for p in precision.split(",")] != ["int8"]:
-        raise UsageError("--int8 means --precision int8; give one of them")
-    precisions = "int8" if int8 else (precision or "fp32")
+    if int8 and precision is not None and "int8" not in [p.strip().lower() for p in precision.split(",")]:
+        raise UsageError("--int8 means --precision int8; add int8 to --precision or drop one of them")
+    precisions = precision or ("int8" if int8 else "fp32")
     if model is None and variant is None:
         if not DEFAULT_MODEL.exists():
             raise VitedgeError(f"no model given and the default {DEFAULT_MODEL} does not exist; "
@@ -87,6 +101,7 @@ def export(model, variant, fmt, precision, int8, int8_io, calib, calib_size, cal
         model, variant=variant, formats=fmt, precisions=precisions, out_dir=out_dir,
         calib_dir=calib if calib is not None else DEFAULT_CALIB, calib_size=calib_size, calib_seed=calib_seed,
         calib_method=calib_method, int8_io=int8_io, force=force, seed=seed, progress=True, warn=_warn,
+        int8=None if int8 in (None, "default") else int8, target=target, max_drop=max_drop, say=_say,
     )
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
