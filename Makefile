@@ -12,7 +12,7 @@ MODEL ?= models/fmnist-vit.keras
 ARTIFACTS ?= out
 STEM ?= $(basename $(notdir $(MODEL)))
 
-.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup pi-check
+.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup pi-check bench-int8
 
 install: $(STAMP)
 
@@ -65,6 +65,11 @@ bench: install
 	set -o pipefail; $(BIN)/vitedge bench $(wildcard $(ARTIFACTS)/$(STEM)_*.tflite) $(wildcard $(ARTIFACTS)/$(STEM)_*.onnx) \
 	  --data $(DATA)/test --json $(RESULTS)/bench.json --csv $(RESULTS)/bench.csv --plot $(RESULTS)/bench.png \
 	  --force | tee $(RESULTS)/bench.txt
+
+# Issue 7's int8 bar: default model and ViT-Ti/16@224, TFLite and ONNX, int8 vs fp32 (speed, size,
+# top-1 on the full test split) in one bench run; exits non-zero when one falls short.
+bench-int8: install
+	$(BIN)/python scripts/bench_int8.py --model $(MODEL) --data $(DATA)/test --out $(RESULTS)/int8
 
 # Wall time of `vitedge predict` on one image next to a bare `python -c "import numpy"`.
 bench-startup: install

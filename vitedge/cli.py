@@ -26,6 +26,7 @@ COMMANDS = {
     "train": "train",
     "predict": "predict",
     "bench": "bench",
+    "profile": "profile",
 }
 
 

@@ -22,15 +22,15 @@ from ..variants import DEFAULT_VARIANT, VARIANTS, variant_config
 @click.option("--mlp-dim", type=int, default=None, help="MLP hidden width.")
 @click.option("--dropout", type=float, default=None, help="Dropout (embeddings, attention output, MLP).")
 @click.option("--attention-dropout", type=float, default=None, help="Dropout on attention weights.")
-@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate (AdamW).")
 @click.option("--warmup-epochs", type=float, default=0.5, show_default=True, help="Linear warm-up, then cosine decay.")
 @click.option("--weight-decay", type=float, default=0.05, show_default=True)
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
-@click.option("--augment", type=click.Choice(["flip-shift", "shift", "flip", "none"]), default="flip",
+@click.option("--augment", type=click.Choice(["flip-shift", "shift", "flip", "none"]), default="flip-shift",
               show_default=True, help="Random horizontal flip and/or shift (up to --max-shift of the side).")
-@click.option("--max-shift", type=float, default=0.1, show_default=True, help="Largest random shift, fraction of the side.")
+@click.option("--max-shift", type=float, default=0.08, show_default=True, help="Largest random shift, fraction of the side.")
 @click.option("--val-split", type=float, default=0.1, show_default=True,
               help="Fraction of each class held out to pick the best epoch (0: keep the last epoch).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None, help="Cap the steps per epoch (quick trials).")
@@ -58,8 +58,8 @@ def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, d
     Examples:
       vitedge data fashion-mnist --out data/fashion-mnist
       vitedge train --data data/fashion-mnist/train -o fmnist.keras
-      vitedge train --data data/fashion-mnist/train --epochs 30 --width 128 --depth 6 --heads 4 \\
-          --test-data data/fashion-mnist/test -o fmnist-wide.keras
+      vitedge train --data data/fashion-mnist/train --patch-size 4 --width 96 --depth 4 --mlp-dim 192 \\
+          --epochs 12 --augment flip --test-data data/fashion-mnist/test -o fmnist-p4.keras
       vitedge train --data data/fashion-mnist/train -o fmnist.keras --resume
     """
     from ..data.imagefolder import scan_image_folder

@@ -320,7 +320,9 @@ def _convert_tflite(keras_model, precision: str, calibration: CalibrationSet, wo
         builder = TfliteBuilder(state["saved_model"], calibration.images, workdir, int8_options.target, tflite_batch)
         path, recipe, met = int8_artifact(builder, int8_options)
         flatbuffer = path.read_bytes()
-        recipe = {"converter": "tensorflow TFLiteConverter.from_saved_model", "batch": tflite_batch,
+        import tensorflow as tf
+
+        recipe = {"converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model", "batch": tflite_batch,
                   "layernorm": tflite_export.LAYERNORM_FORM, **recipe, "io": "float32"}
     else:
         flatbuffer, recipe = tflite_export.convert(state["saved_model"], precision, images,
@@ -373,7 +375,7 @@ def _convert_onnx(keras_model, precision: str, calibration: CalibrationSet, work
     else:  # pragma: no cover - plan_exports rejects it
         raise VitedgeError(f"{precision} is not available for onnx")
     h, w = calibration.images.shape[1:3]
-    io = {"input": {"name": onnx_export.INPUT_NAME, "shape": [None, int(h), int(w), 3], "dtype": "float32"},
+    io = {"input": {"name": onnx_export.INPUT_NAME, "shape": [recipe.get("batch"), int(h), int(w), 3], "dtype": "float32"},
           "output": {"name": onnx_export.OUTPUT_NAME, "dtype": "float32"}}
 
     def write(path: Path, meta: dict) -> None:

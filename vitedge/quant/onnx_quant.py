@@ -53,6 +53,21 @@ def _reader(images):
     return Reader(images)
 
 
+def _fix_batch(path: str | os.PathLike, batch: int) -> None:
+    """Pin the batch dimension. DynamicQuantizeLinear takes one scale for the whole input tensor,
+    so with a dynamic batch an image's result would depend on the other images of its batch
+    (`predict --batch 8` would differ from one by one); with batch 1 the runtime feeds images
+    one at a time (as for TFLite) and every answer is the image's own."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in (*model.graph.input, *model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_param")
+        dim.dim_value = batch
+    onnx.save(model, str(path))
+
+
 def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, recipe: str, target: str,
              calibration: np.ndarray | None = None, exclude: list[str] | tuple = (),
              cache: str | os.PathLike | None = None, method: str = "minmax") -> dict:
@@ -80,7 +95,8 @@ def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, recipe: 
                 ort_dynamic(str(fp32_path), str(out_path), op_types_to_quantize=list(OP_TYPES),
                             weight_type=QuantType.QInt8, per_channel=False, reduce_range=reduce_range,
                             nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
-                record.update(weights="int8 per tensor", activations="uint8, quantized per call")
+                _fix_batch(out_path, 1)
+                record.update(weights="int8 per tensor", activations="uint8, quantized per call", batch=1)
             elif recipe == "qdq":
                 if calibration is None or not len(calibration):
                     raise VitedgeError("the qdq recipe needs calibration images")
@@ -93,6 +109,7 @@ def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, recipe: 
                            calibration_cache_path=None if cache is None else str(cache),
                            extra_options={"MatMulConstBOnly": True})
                 record.update(format="QDQ", weights="int8 per channel", activations=f"uint8 (calibrated, {method})",
+                              calibration_method=method,
                               representative_images=int(len(calibration)))
             else:
                 raise VitedgeError(f"unknown ONNX int8 recipe {recipe!r}")

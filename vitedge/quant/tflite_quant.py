@@ -90,11 +90,19 @@ def quantizable_layers(calibrated: bytes) -> list[str]:
 
 
 def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tuple = (),
-                        per_channel: bool = True) -> tuple[bytes, dict]:
-    """"fc" or "full" from a calibrated model; float I/O; layers in `exclude` stay float."""
+                        per_channel: bool | None = None) -> tuple[bytes, dict]:
+    """"fc" or "full" from a calibrated model; float I/O; layers in `exclude` stay float.
+
+    "fc" uses per-tensor weight scales by default: as fast and as accurate as per-channel on
+    the default model (test top-1 89.13 vs 89.06, fp32 89.18), and per-channel's scale and
+    int64 zero-point arrays (for weights and biases) made the small default model's file 31%
+    of fp32 instead of 27%. "full" keeps per-channel (the textbook recipe)."""
     from tensorflow.lite.python import convert
 
     from ..export.quiet import captured_stderr, last_error_line
+
+    if per_channel is None:
+        per_channel = recipe != "fc"
 
     if recipe == "fc":
         denied = [t for t in op_types(calibrated) if t not in INT8_OPS + BORDER_OPS]

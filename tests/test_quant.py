@@ -1,0 +1,247 @@
+"""Issue 7's int8 recipes, accuracy control and selection, on conftest's tiny ViT (real converters
+and runtimes, no mocks). The per-op profile command is in tests/test_profile.py."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, make_images, run_cli
+
+from vitedge.artifact import read_metadata
+from vitedge.errors import UsageError, VitedgeError
+from vitedge.quant.recipes import check_target, parse_int8_option, resolve
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+
+
+# ------------------------------------------------------------------------ options (no TF) ----
+def test_int8_option_parsing_and_defaults():
+    assert parse_int8_option(None) == {"auto": False}
+    assert parse_int8_option("auto") == {"auto": True}
+    assert parse_int8_option("qdq") == {"auto": False, "onnx": "qdq"}
+    assert parse_int8_option("dynamic") == {"auto": False, "onnx": "dynamic", "tflite": "dynamic"}
+    assert parse_int8_option("tflite:full,onnx:qdq") == {"auto": False, "tflite": "full", "onnx": "qdq"}
+    for bad in ("fast", "onnx:fc", "tflite:qdq"):
+        with pytest.raises(UsageError, match="unknown int8 recipe"):
+            parse_int8_option(bad)
+    assert resolve("onnx", None, "x86").name == "dynamic" and resolve("tflite", "default", "arm64").name == "fc"
+    assert check_target("aarch64") == "arm64" and check_target("x86_64") == "x86"
+    with pytest.raises(UsageError):
+        check_target("riscv")
+
+
+# ----------------------------------------------------------------------------- recipes ----
+def _onnx(path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _producers(model):
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def test_onnx_fp32_graph_is_fused_and_exact(tiny_model, calib_dir, tiny_config, tiny_artifacts):
+    import onnxruntime as ort
+
+    from vitedge.calibration import load_calibration
+    from vitedge.export import onnx as onnx_export
+    from vitedge.modelfile import load_model
+    from vitedge.preprocess import Preprocessing
+    from vitedge.quant.onnx_graph import simplify
+
+    model, _ = load_model(tiny_model)
+    raw = onnx_export.convert_fp32(model)
+    fused, report = simplify(raw)
+    ops = {n.op_type for n in fused.graph.node}
+    assert {"LayerNormalization", "MultiHeadAttention", "Gelu"} <= ops
+    assert not ops & {"GlobalAveragePool", "Erf", "Shape", "Conv", "Softmax"}  # all rewritten
+    depth = tiny_config.depth
+    assert report["layernorm"] == 2 * depth + 1 and report["attention"] == depth and report["gelu"] == depth
+    assert report["nodes_after"] < report["nodes_before"] / 2
+    images = load_calibration(calib_dir, 8, tiny_config.image_size, Preprocessing()).images
+    a = ort.InferenceSession(raw.SerializeToString()).run(None, {"image": images})[0]
+    b = ort.InferenceSession(fused.SerializeToString()).run(None, {"image": images})[0]
+    assert np.abs(a - b).max() < 1e-4
+    # The exported fp32 artifact is this graph, recorded in its recipe.
+    meta = read_metadata(tiny_artifacts[("onnx", "fp32")])
+    assert meta["recipe"]["graph"]["attention"] == depth
+    assert "MultiHeadAttention" in {n.op_type for n in _onnx(tiny_artifacts[("onnx", "fp32")]).graph.node}
+
+
+def test_onnx_int8_recipes_quantize_matmuls_and_keep_layernorm_float(tiny_artifacts, tmp_path, tiny_config):
+    from vitedge.quant.onnx_quant import quantizable_nodes, quantize
+
+    fp32_path = tiny_artifacts[("onnx", "fp32")]
+    weight_matmuls = quantizable_nodes(_onnx(fp32_path))
+    assert len(weight_matmuls) == 1 + 4 * tiny_config.depth + 1  # patches, qkv/proj/fc1/fc2 per block, head
+
+    # Default (dynamic): every weight MatMul became an integer MatMul, LayerNorm/attention/GELU float.
+    dynamic = _onnx(tiny_artifacts[("onnx", "int8")])
+    ops = [n.op_type for n in dynamic.graph.node]
+    assert ops.count("MatMulInteger") == len(weight_matmuls) and "MatMul" not in ops
+    assert ops.count("LayerNormalization") == 2 * tiny_config.depth + 1
+    assert {"MultiHeadAttention", "Gelu"} <= set(ops)
+    meta = read_metadata(tiny_artifacts[("onnx", "int8")])
+    assert meta["recipe"]["recipe"] == "dynamic" and meta["recipe"]["reduce_range"] is True
+    # Batch pinned to 1: per-call activation scales would otherwise mix the images of a batch.
+    assert meta["recipe"]["batch"] == 1 and meta["input"]["shape"][0] == 1
+    assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+
+    # qdq: DequantizeLinear feeds every weight MatMul; LayerNorm and attention get float inputs.
+    # (GELU may get a re-quantized input: with this random model's zero biases fc1 feeds it
+    # directly and ONNX Runtime quantizes that MatMul's output; GELU itself still computes float.)
+    images = np.random.default_rng(0).uniform(-1, 1, (8, *tiny_config.image_size, 3)).astype(np.float32)
+    out = tmp_path / "qdq.onnx"
+    record = quantize(fp32_path, out, "qdq", "arm64", images)
+    assert record["reduce_range"] is False and record["format"] == "QDQ"
+    qdq = _onnx(out)
+    made_by = _producers(qdq)
+    matmuls = [n for n in qdq.graph.node if n.op_type == "MatMul"]
+    assert len(matmuls) == len(weight_matmuls)
+    assert all(made_by[n.input[0]].op_type == "DequantizeLinear" and made_by[n.input[1]].op_type == "DequantizeLinear"
+               for n in matmuls)
+    assert {"LayerNormalization", "MultiHeadAttention", "Gelu"} <= {n.op_type for n in qdq.graph.node}
+    for node in qdq.graph.node:
+        if node.op_type in ("LayerNormalization", "MultiHeadAttention"):
+            assert all(made_by.get(i) is None or made_by[i].op_type != "DequantizeLinear" for i in node.input)
+
+
+def _tflite_ops(path):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(path),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = interpreter.get_tensor_details()
+    return [(op["op_name"], [np.dtype(tensors[i]["dtype"]).name for i in op["inputs"] if i >= 0],
+             np.dtype(tensors[op["outputs"][0]]["dtype"]).name) for op in interpreter._get_ops_details()]
+
+
+def test_tflite_fc_recipe_quantizes_only_the_matrix_layers(tiny_artifacts):
+    ops = _tflite_ops(tiny_artifacts[("tflite", "int8")])
+    matrix = [o for o in ops if o[0] in ("FULLY_CONNECTED", "CONV_2D")]
+    assert matrix and all(inputs[:2] == ["int8", "int8"] for _, inputs, _ in matrix)
+    # LayerNorm (MEAN/RSQRT), softmax, attention products and GELU compute in float.
+    for name in ("MEAN", "RSQRT", "SOFTMAX", "BATCH_MATMUL", "GELU"):
+        kinds = {out for op, _, out in ops if op == name}
+        assert kinds == {"float32"}, (name, kinds)
+    meta = read_metadata(tiny_artifacts[("tflite", "int8")])
+    assert meta["recipe"]["recipe"] == "fc" and meta["recipe"]["weights"] == "int8 per tensor"
+
+
+def test_layer_errors_name_every_quantized_layer(tiny_artifacts, tiny_config):
+    from vitedge.quant.layer_error import layer_errors, worst_first
+
+    images = np.random.default_rng(1).uniform(-1, 1, (6, *tiny_config.image_size, 3)).astype(np.float32)
+    for fmt, suffix in (("tflite", "int8"), ("onnx", "int8")):
+        errors = layer_errors(tiny_artifacts[(fmt, suffix)], tiny_artifacts[(fmt, "fp32")], images)
+        assert len(errors) == 1 + 4 * tiny_config.depth + 1, fmt
+        ranked = worst_first(errors)
+        assert ranked and all(a.added >= b.added for a, b in zip(ranked, ranked[1:], strict=False))
+        assert all(e.error > 0 for e in ranked), fmt  # int8 really differs from float
+    with pytest.raises(VitedgeError, match="one format"):
+        layer_errors(tiny_artifacts[("onnx", "int8")], tiny_artifacts[("tflite", "fp32")], images)
+
+
+# ----------------------------------------------------------------- accuracy control ----
+@pytest.fixture(scope="module")
+def fragile_calib(tmp_path_factory, tiny_model, tiny_config):
+    """60 images filed under the class the fp32 model gives them, picked where its top two
+    logits are closest: fp32 is 100% right on them, and int8's small errors flip some."""
+    from PIL import Image
+
+    from vitedge.modelfile import load_model
+    from vitedge.preprocess import Preprocessing, preprocess_image
+
+    src = tmp_path_factory.mktemp("candidates")
+    paths = make_images(src, count=240, size=tiny_config.image_size, seed=5)
+    model, spec = load_model(tiny_model)
+    x = np.stack([preprocess_image(p, tiny_config.image_size, Preprocessing()) for p in paths])
+    logits = model.predict(x, verbose=0)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    chosen = np.argsort(top2[:, 1] - top2[:, 0])[:60]
+    folder = tmp_path_factory.mktemp("labelled")
+    for i in chosen:
+        label = spec.labels[int(logits[i].argmax())]
+        (folder / label).mkdir(exist_ok=True)
+        Image.open(paths[i]).convert("RGB").save(folder / label / f"{i:03d}.png")
+    return folder
+
+
+def test_max_drop_reverts_the_worst_layers_to_float(tiny_model, fragile_calib, tmp_path):
+    from vitedge.export import export_artifacts
+
+    said = []
+    try:
+        (result,) = export_artifacts(tiny_model, formats="tflite", precisions="int8", int8="full", max_drop=0.0,
+                                     calib_dir=fragile_calib, out_dir=tmp_path, say=said.append)
+        control = result.recipe["accuracy_control"]
+        assert control["met"] and control["drop"] <= 0.0
+        kept = result.path
+    except VitedgeError as exc:  # none within the bound: the closest is kept under a name that says so
+        assert "best reached" in str(exc) and "int8_closest" in str(exc)
+        kept = tmp_path / "tiny-vit_int8_closest.tflite"
+        control = read_metadata(kept)["recipe"]["accuracy_control"]
+        assert not control["met"]
+    assert kept.exists()
+    steps = control["steps"]
+    assert steps[0]["float_layers"] == 0 and steps[0]["drop"] > 0  # the all-int8 file lost accuracy
+    assert len(steps) > 1 and max(s["float_layers"] for s in steps) >= 1  # and layers went back to float
+    assert control["validation"]["images"] == 20 and read_metadata(kept)["calibration"]["count"] == 40
+    assert any("layer(s) float" in line for line in said)
+    # The float layers are the ones the error ranking put first, recorded by name.
+    assert all(isinstance(name, str) and name for name in control["float_layers"])
+
+
+def test_int8_auto_times_the_recipes_and_says_why(tiny_model, fragile_calib, tmp_path):
+    from vitedge.export import export_artifacts
+
+    said = []
+    (result,) = export_artifacts(tiny_model, formats="onnx", precisions="int8", int8="auto", max_drop=50.0,
+                                 calib_dir=fragile_calib, out_dir=tmp_path, say=said.append, threads=2)
+    selection = result.recipe["selection"]
+    assert selection["mode"] == "auto" and {c["recipe"] for c in selection["candidates"]} == {"dynamic", "qdq"}
+    chosen = next(c for c in selection["candidates"] if c["recipe"] == selection["chosen"])
+    assert chosen["met"] and chosen["p50_ms"] == min(c["p50_ms"] for c in selection["candidates"] if c["met"])
+    line = next(line for line in said if "int8 auto" in line)
+    assert "fp32" in line and f"-> {selection['chosen']}" in line
+
+
+# ------------------------------------------------------------------------ bad input ----
+def test_max_drop_needs_labelled_and_enough_images(tiny_model, calib_dir, tmp_path):
+    loose = run_cli("export", "--model", tiny_model, "--calib", calib_dir, "--out", tmp_path / "a", "--int8",
+                    "--max-drop", "0.5")
+    assert "needs labelled validation images" in assert_one_line_error(loose)
+    few = tmp_path / "few"
+    for label in ("apple", "banana"):
+        make_images(few / label, count=6, seed=len(label))
+    small = run_cli("export", "--model", tiny_model, "--calib", few, "--out", tmp_path / "b", "--int8",
+                    "--max-drop", "0.5")
+    assert "too few to hold out validation images" in assert_one_line_error(small)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-drop", "0.5"], "apply to the int8 precision"),
+    (["--int8", "fastest"], "unknown int8 recipe"),
+    (["--format", "onnx", "--int8", "fc"], "is a tflite recipe"),
+    (["--format", "tflite", "--int8", "auto", "--int8-io"], "--int8-io needs the full int8 recipe"),
+    (["--int8", "--max-drop", "-1"], "--max-drop must be"),
+])
+def test_bad_int8_options_are_one_line_errors(tiny_model, calib_dir, tmp_path, args, message):
+    proc = run_cli("export", "--model", tiny_model, "--calib", calib_dir, "--out", tmp_path, *args)
+    assert message in assert_one_line_error(proc)
+
+
+# ------------------------------------------------------------------------- kernels ----
+def test_kernel_bound_times_the_models_own_matmul_shapes(tiny_artifacts, tiny_config):
+    from vitedge.quant.kernels import matmul_shapes, measure_bound
+
+    shapes = matmul_shapes(tiny_config)
+    assert len(shapes) == 1 + 4 * tiny_config.depth + 1 and shapes[1] == (17, 32, 96)
+    for fmt in ("onnx", "tflite"):
+        bound = measure_bound(fmt, tiny_config, tiny_artifacts[(fmt, "fp32")], rounds=3)
+        figures = bound.to_dict()
+        assert all(figures[k] > 0 for k in ("whole_fp32_ms", "matmul_fp32_ms", "matmul_int8_ms", "bound")), figures
+        assert json.dumps(figures)

@@ -1,0 +1,200 @@
+"""How much faster can int8 make a ViT in this runtime, on this CPU? Kernels timed side by side.
+
+A ViT's int8 gain can only come from its weight-bearing matrix multiplies (everything else
+stays float in the fast recipes). This builds, for one ViT configuration, a model made of
+exactly those multiplies, at the model's own shapes and counts (per block QKV D->3D,
+projection D->D, MLP D->M and M->D on N tokens; patch embedding; head), in fp32 and in int8,
+and times them in one interleaved run with the whole fp32 artifact:
+
+    bound = T_fp32 / (T_fp32 - T_matmul_fp32 + T_matmul_int8)
+
+is the whole-model speed-up int8 matrix multiplies allow if everything else cost nothing
+extra (Amdahl). The issue's rule: when a format's bound is below 1.25x, its bar becomes 90%
+of the bound (docs/quantization.md).
+
+  * LiteRT: FULLY_CONNECTED fp32 vs int8 (int8 input/output: the pure int8 kernel, no
+    QUANTIZE/DEQUANTIZE), XNNPACK, fixed batch 1; built with TensorFlow's converter.
+  * ONNX Runtime: MatMul fp32 vs the dynamic recipe's DynamicQuantizeMatMul (activation
+    quantization included, as it runs in the model); no TensorFlow needed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..variants import ViTConfig
+
+
+@dataclass
+class Bound:
+    format: str
+    whole_fp32_ms: float
+    matmul_fp32_ms: float
+    matmul_int8_ms: float
+
+    @property
+    def kernel_speedup(self) -> float:
+        return self.matmul_fp32_ms / self.matmul_int8_ms
+
+    @property
+    def matmul_share(self) -> float:
+        return min(1.0, self.matmul_fp32_ms / self.whole_fp32_ms)
+
+    @property
+    def bound(self) -> float:
+        rest = max(0.0, self.whole_fp32_ms - self.matmul_fp32_ms)
+        return self.whole_fp32_ms / (rest + self.matmul_int8_ms)
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "whole_fp32_ms": round(self.whole_fp32_ms, 4),
+                "matmul_fp32_ms": round(self.matmul_fp32_ms, 4), "matmul_int8_ms": round(self.matmul_int8_ms, 4),
+                "kernel_speedup": round(self.kernel_speedup, 3), "matmul_share": round(self.matmul_share, 3),
+                "bound": round(self.bound, 3)}
+
+
+def matmul_shapes(config: ViTConfig) -> list[tuple[int, int, int]]:
+    """(rows, K, M) of every weight-bearing matrix multiply of one image through the ViT."""
+    n, d, m = config.seq_len, config.width, config.mlp_dim
+    p = config.patch_size
+    shapes = [(config.num_patches, p * p * config.channels, d)]
+    for _ in range(config.depth):
+        shapes += [(n, d, 3 * d), (n, d, d), (n, d, m), (n, m, d)]
+    shapes.append((1, d, config.num_classes))
+    return shapes
+
+
+def _weights(shapes, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [((rng.standard_normal((k, m)) / np.sqrt(k)).astype(np.float32), (0.01 * rng.standard_normal(m)).astype(np.float32))
+            for _, k, m in shapes]
+
+
+def _inputs(shapes) -> list[tuple[int, int]]:
+    return sorted({(rows, k) for rows, k, _ in shapes})
+
+
+# --------------------------------------------------------------------------- LiteRT ----
+def tflite_matmul_models(config: ViTConfig) -> tuple[bytes, bytes]:
+    """(fp32, int8) FULLY_CONNECTED stacks of the ViT's shapes (TensorFlow's converter)."""
+    import tensorflow as tf
+
+    from ..export.quiet import captured_stderr
+
+    shapes = matmul_shapes(config)
+    inputs = _inputs(shapes)
+    weights = [(tf.constant(w), tf.constant(b)) for w, b in _weights(shapes)]
+    signature = [tf.TensorSpec(shape, tf.float32) for shape in inputs]
+
+    @tf.function(input_signature=signature)
+    def stack(*xs):
+        by_shape = dict(zip(inputs, xs, strict=True))
+        return [tf.matmul(by_shape[(rows, k)], w) + b for (rows, k, _), (w, b) in zip(shapes, weights, strict=True)]
+
+    rng = np.random.default_rng(1)
+
+    def representative():
+        for _ in range(16):
+            yield [rng.standard_normal(shape).astype(np.float32) for shape in inputs]
+
+    out = []
+    for precision in ("fp32", "int8"):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([stack.get_concrete_function()], stack)
+        if precision == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        with captured_stderr():
+            out.append(bytes(converter.convert()))
+    return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- ONNX ----
+def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = True) -> tuple[Path, Path]:
+    """(fp32, dynamic int8) MatMul stacks of the ViT's shapes, as the dynamic recipe quantizes them."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..export.quiet import captured_stderr
+
+    shapes = matmul_shapes(config)
+    inputs = _inputs(shapes)
+    names = {shape: f"x_{shape[0]}x{shape[1]}" for shape in inputs}
+    nodes, inits, outputs = [], [], []
+    for i, ((rows, k, m), (w, b)) in enumerate(zip(shapes, _weights(shapes), strict=True)):
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [names[(rows, k)], f"w{i}"], [f"mm{i}"], name=f"matmul{i}"),
+                  helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"y{i}"], name=f"add{i}")]
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, rows, m]))
+    graph = helper.make_graph(nodes, "matmuls",
+                              [helper.make_tensor_value_info(names[s], TensorProto.FLOAT, [1, *s]) for s in inputs],
+                              outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    fp32 = workdir / "matmuls_fp32.onnx"
+    int8 = workdir / "matmuls_int8.onnx"
+    onnx.save(model, str(fp32))
+    with captured_stderr():
+        quantize_dynamic(str(fp32), str(int8), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+                         reduce_range=reduce_range)
+    return fp32, int8
+
+
+# --------------------------------------------------------------------------- timing ----
+def _runner(path_or_bytes, threads: int):
+    """A no-argument callable running one inference on random inputs."""
+    rng = np.random.default_rng(0)
+    if isinstance(path_or_bytes, (str, os.PathLike)) and str(path_or_bytes).endswith(".onnx"):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path_or_bytes), options, providers=["CPUExecutionProvider"])
+        feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+                 for i in session.get_inputs()}
+        return lambda: session.run(None, feeds)
+    from .profile_tflite import _interpreter
+
+    content = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    interpreter = _interpreter(content, threads, "xnnpack")
+    return interpreter.invoke
+
+
+def time_together(items: list, threads: int = 2, rounds: int = 30, block: int = 5) -> list[float]:
+    """Median ms of each item (path or flatbuffer bytes), interleaved in blocks."""
+    import time
+
+    runs = [_runner(item, threads) for item in items]
+    for run in runs:
+        for _ in range(5):
+            run()
+    samples: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for run, times in zip(runs, samples, strict=True):
+            for _ in range(block):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+    return [float(np.median(t) * 1e3) for t in samples]
+
+
+def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, threads: int = 2,
+                  rounds: int = 30, target: str = "x86") -> Bound:
+    """The kernel-level bound for `fmt` on the ViT `config`, with its whole fp32 artifact."""
+    from ..runtime.litert import _native_stderr
+
+    with tempfile.TemporaryDirectory(prefix="vitedge-kernels-") as work:
+        if fmt == "tflite":
+            fp32, int8 = tflite_matmul_models(config)
+        else:
+            fp32, int8 = onnx_matmul_models(config, Path(work), reduce_range=target == "x86")
+        with _native_stderr([]):
+            whole_ms, fp32_ms, int8_ms = time_together([str(whole_fp32), fp32, int8], threads, rounds)
+    return Bound(fmt, whole_ms, fp32_ms, int8_ms)
