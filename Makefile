@@ -50,6 +50,9 @@ lint: install
 # (calibrated on calibration/), then bench every artifact on the full Fashion-MNIST test split;
 # the table, JSON, CSV and plot land in $(RESULTS)/.
 demo: data
+	@test -f $(MODEL) || { echo "note: $(MODEL) is not in this checkout; building the fmnist-tiny architecture with random weights instead (make model trains the real one)"; \
+	  mkdir -p $(RESULTS) && for d in calibration/*/; do basename "$$d"; done > $(RESULTS)/labels.txt && \
+	  $(BIN)/vitedge build --variant fmnist-tiny --labels $(RESULTS)/labels.txt -o $(MODEL); }
 	$(BIN)/vitedge info $(MODEL)
 	$(BIN)/vitedge export --model $(MODEL) --format all --precision all --calib calibration --out $(ARTIFACTS) --force
 	$(MAKE) --no-print-directory bench
