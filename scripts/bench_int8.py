@@ -120,9 +120,9 @@ def main() -> int:
         configs = {"default": read_spec(model).config, "vit-ti16": variant_config("vit-ti16")}
         for key, fmt in pairs:
             print(f"kernel bound: {key} {fmt}", file=sys.stderr, flush=True)
-            rounds = 20 if key == "vit-ti16" else 40
+            runs = 30 if key == "vit-ti16" else 200
             bounds[(key, fmt)] = measure_bound(fmt, configs[key], path(key, fmt, "fp32"), threads=args.threads,
-                                               rounds=rounds, target=args.target)
+                                               rounds=4, runs=runs, target=args.target)
 
     rows, failures = [], []
     for key, fmt in pairs:

@@ -2,8 +2,8 @@
 """Every int8 recipe tried for docs/quantization.md, rebuilt and measured side by side.
 
 For one .keras model it writes the fp32 and int8 variants of each format into OUT/, then
-times each format's files together (vitedge.quant.timing: interleaved blocks, one process,
-batch 1) and, with --data, takes top-1 on that labelled folder (e.g. the full test split)
+times each format's files together (vitedge.quant.timing: alternating rounds, each file in
+its own process, batch 1) and, with --data, takes top-1 on that labelled folder (e.g. the full test split)
 and top-1 agreement with the format's fp32 file. Prints one table per format.
 
     python scripts/int8_recipes.py --model models/fmnist-vit.keras --data data/fashion-mnist/test
@@ -155,8 +155,8 @@ def main() -> int:
     ap.add_argument("--data", default=None, help="labelled ImageFolder for top-1 (e.g. data/fashion-mnist/test)")
     ap.add_argument("--out", default="results/int8-recipes")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=40)
-    ap.add_argument("--block", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds, each artifact in its own process")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per artifact per round")
     args = ap.parse_args()
 
     from vitedge.calibration import load_calibration
@@ -197,7 +197,7 @@ def main() -> int:
         paths = build(model, out, calib, only)
         started = time.time()
         load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
-        timings = interleaved(paths, calib[:1], threads=args.threads, rounds=args.rounds, block=args.block)
+        timings = interleaved(paths, threads=args.threads, rounds=args.rounds, runs=args.runs)
         base = timings[0]
         reference = top1(paths[0], images, labels)[0] if images is not None else None
         rows = []
@@ -210,7 +210,8 @@ def main() -> int:
             rows.append(row)
         headers = ["artifact", "MB", "size", "p50 ms", "p10 ms", "vs fp32"] + (["top-1", "agree"] if images is not None else [])
         print(format_table(headers, rows, right=range(1, len(headers))))
-        print(f"{fmt}: {args.threads} threads, batch 1, {args.rounds}x{args.block} interleaved runs each; load average "
+        print(f"{fmt}: {args.threads} threads, batch 1, {args.rounds} alternating rounds x {args.runs} runs each, "
+              f"each artifact in its own process; load average "
               f"{load} at start; {time.time() - started:.0f} s; top-1 on {args.data or '-'}\n", flush=True)
     return 0
 

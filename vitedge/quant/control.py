@@ -108,13 +108,13 @@ def accuracy_control(builder, recipe: str, validation: Validation, reference_top
     return best
 
 
-def select(outcomes: list[Outcome], fp32_path: Path, image: np.ndarray, threads: int = 2,
+def select(outcomes: list[Outcome], fp32_path: Path, threads: int = 2, fmt: str = "",
            say: Callable[[str], None] | None = None) -> tuple[Outcome, dict]:
     """The fastest outcome within the bound (else the closest), timed with fp32 in one run."""
     from .timing import interleaved
 
     say = say or (lambda _m: None)
-    timings = interleaved([fp32_path] + [o.path for o in outcomes], image, threads=threads)
+    timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads)
     base = timings[0].p50_ms
     for outcome, t in zip(outcomes, timings[1:], strict=True):
         outcome.timing = {"p50_ms": round(t.p50_ms, 4), "speedup_vs_fp32": round(base / t.p50_ms, 3)}
@@ -129,7 +129,8 @@ def select(outcomes: list[Outcome], fp32_path: Path, image: np.ndarray, threads:
         floats = f", {len(o.exclude)} layer(s) float" if o.exclude else ""
         parts.append(f"{o.recipe} {o.timing['p50_ms']:.3f} ms ({o.timing['speedup_vs_fp32']:.2f}x{drop}{floats})")
     reason = "fastest within the bound" if best.met else "none within the bound: the closest"
-    say(f"int8 auto: fp32 {base:.3f} ms; " + "; ".join(parts) + f" -> {best.recipe}, {reason}")
+    say(f"{fmt} int8 auto ({threads} threads, batch 1, each in its own process): fp32 {base:.3f} ms; "
+        + "; ".join(parts) + f" -> {best.recipe}, {reason}")
     if best.timing["speedup_vs_fp32"] < 1.0:
         say(f"warning: the chosen int8 recipe ({best.recipe}) is SLOWER than fp32 on this machine "
             f"({best.timing['speedup_vs_fp32']:.2f}x); keep the fp32 artifact if speed matters more than size")

@@ -122,8 +122,8 @@ def int8_artifact(builder, options: Int8Options) -> tuple[Path, dict, bool]:
             path = builder.workdir / f"{builder.fmt}_{name}{builder.suffix}"
             outcomes.append(control.Outcome(name, path, builder.build(name, [], path)))
     if options.auto:
-        image = builder.calibration[:1]
-        best, selection = control.select(outcomes, builder.fp32_path, image, threads=options.threads or 2, say=say)
+        best, selection = control.select(outcomes, builder.fp32_path, threads=options.threads or 2, fmt=builder.fmt,
+                                         say=say)
     else:
         best = outcomes[0]
         selection = {"mode": "named" if options.choice.get(builder.fmt) else "default", "target": options.target}

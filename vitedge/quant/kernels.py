@@ -4,7 +4,8 @@ A ViT's int8 gain can only come from its weight-bearing matrix multiplies (every
 stays float in the fast recipes). This builds, for one ViT configuration, a model made of
 exactly those multiplies, at the model's own shapes and counts (per block QKV D->3D,
 projection D->D, MLP D->M and M->D on N tokens; patch embedding; head), in fp32 and in int8,
-and times them in one interleaved run with the whole fp32 artifact:
+and times them with the whole fp32 artifact in one run (vitedge.quant.timing: alternating
+rounds, each model in its own process):
 
     bound = T_fp32 / (T_fp32 - T_matmul_fp32 + T_matmul_int8)
 
@@ -167,34 +168,17 @@ def _runner(path_or_bytes, threads: int):
     return interpreter.invoke
 
 
-def time_together(items: list, threads: int = 2, rounds: int = 30, block: int = 5) -> list[float]:
-    """Median ms of each item (path or flatbuffer bytes), interleaved in blocks."""
-    import time
-
-    runs = [_runner(item, threads) for item in items]
-    for run in runs:
-        for _ in range(5):
-            run()
-    samples: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for run, times in zip(runs, samples, strict=True):
-            for _ in range(block):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-    return [float(np.median(t) * 1e3) for t in samples]
-
-
 def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, threads: int = 2,
-                  rounds: int = 30, target: str = "x86") -> Bound:
+                  rounds: int = 4, runs: int = 50, target: str = "x86") -> Bound:
     """The kernel-level bound for `fmt` on the ViT `config`, with its whole fp32 artifact."""
-    from ..runtime.litert import _native_stderr
+    from .timing import interleaved
 
     with tempfile.TemporaryDirectory(prefix="vitedge-kernels-") as work:
         if fmt == "tflite":
-            fp32, int8 = tflite_matmul_models(config)
+            fp32, int8 = (Path(work) / "matmuls_fp32.tflite", Path(work) / "matmuls_int8.tflite")
+            for path, content in zip((fp32, int8), tflite_matmul_models(config), strict=True):
+                path.write_bytes(content)
         else:
             fp32, int8 = onnx_matmul_models(config, Path(work), reduce_range=target == "x86")
-        with _native_stderr([]):
-            whole_ms, fp32_ms, int8_ms = time_together([str(whole_fp32), fp32, int8], threads, rounds)
-    return Bound(fmt, whole_ms, fp32_ms, int8_ms)
+        whole, f32, i8 = interleaved([whole_fp32, fp32, int8], threads=threads, rounds=rounds, runs=runs, raw=True)
+    return Bound(fmt, whole.p50_ms, f32.p50_ms, i8.p50_ms)

@@ -1,16 +1,25 @@
-"""Latency of several artifacts measured together: interleaved blocks of runs in one process.
+"""Latency of several artifacts measured together: each in its own process, in alternating rounds.
 
 On a shared machine the load changes from second to second; timing artifact A, then B, then
-C lets a burst of someone else's work land on one of them. Round-robin blocks spread every
-burst over all of them, so their *ratios* hold even when the absolute figures move. Each
-artifact runs through `vitedge.runtime.load_runtime` (the device path), batch 1.
+C lets a burst of someone else's work land on one of them. Rounds alternate the artifacts
+(A B C, then C B A, ...), so a burst spreads over all of them and their *ratios* hold even
+when the absolute figures move; each artifact's latency is the median over all its runs.
+
+Each artifact runs in a fresh process (`python -m vitedge.quant.timing`), as on a device: in
+one process ONNX Runtime sessions disturb each other (their worker threads keep spinning
+after a run), which measured here turned ViT-Ti's int8 speed-up of 1.46x into 1.15x. Batch 1,
+through `vitedge.runtime.load_runtime` (the device path), random input of the model's size.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,26 +37,65 @@ class Timing:
                 "p90_ms": round(self.p90_ms, 4), "runs": self.runs}
 
 
-def interleaved(paths: list[str | os.PathLike], image: np.ndarray, threads: int = 2, rounds: int = 30,
-                block: int = 5, warmup: int = 10) -> list[Timing]:
-    """`rounds` x `block` timed runs of each artifact on `image` (1, H, W, 3), interleaved."""
-    from ..runtime import load_runtime
+def _worker(path: str, threads: int, runs: int, warmup: int, raw: bool = False) -> list[float]:
+    """ms of each timed run. `raw`: any model straight in its runtime on random inputs (the
+    kernel stacks of kernels.py have several inputs); else the device runtime on one image."""
+    if raw:
+        from .kernels import _runner
 
-    runtimes = [load_runtime(p, threads=threads) for p in paths]
-    batch = np.ascontiguousarray(image[:1], dtype=np.float32)
-    for rt in runtimes:
-        for _ in range(warmup):
-            rt.run(batch)
-    samples: list[list[float]] = [[] for _ in runtimes]
-    for _ in range(rounds):
-        for rt, times in zip(runtimes, samples, strict=True):
-            for _ in range(block):
-                start = time.perf_counter()
-                rt.run(batch)
-                times.append(time.perf_counter() - start)
+        run = _runner(path, threads)
+    else:
+        from ..runtime import load_runtime
+
+        runtime = load_runtime(path, threads=threads)
+        _, h, w, _ = runtime.input_shape
+        if h is None or w is None:
+            h, w = runtime.info.input_size
+        x = np.random.default_rng(0).uniform(-1, 1, (1, h, w, 3)).astype(np.float32)
+
+        def run():
+            runtime.run(x)
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 4, runs: int = 50,
+                warmup: int = 10, raw: bool = False) -> list[Timing]:
+    """`rounds` alternating rounds of `runs` timed runs per artifact, each in its own process."""
+    samples: dict[str, list[float]] = {str(p): [] for p in paths}
+    order = [str(p) for p in paths]
+    for r in range(rounds):
+        for path in (order if r % 2 == 0 else order[::-1]):
+            cmd = [sys.executable, "-m", "vitedge.quant.timing", path, str(threads), str(runs), str(warmup)]
+            cmd += ["raw"] if raw else []
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+            if proc.returncode != 0:
+                from ..errors import VitedgeError
+
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise VitedgeError(f"timing {path} failed: {tail[:200]}")
+            samples[path].extend(json.loads(proc.stdout.strip().splitlines()[-1]))
     out = []
-    for path, times in zip(paths, samples, strict=True):
-        ms = np.asarray(times) * 1e3
-        out.append(Timing(str(path), float(np.median(ms)), float(np.percentile(ms, 10)),
-                          float(np.percentile(ms, 90)), len(ms)))
+    for path in order:
+        ms = np.asarray(samples[path])
+        out.append(Timing(path, float(np.median(ms)), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)),
+                          len(ms)))
     return out
+
+
+if __name__ == "__main__":  # the worker: PATH THREADS RUNS WARMUP [raw] -> JSON list of ms, last line
+    _path, _threads, _runs, _warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    print(json.dumps(_worker(_path, _threads, _runs, _warmup, raw=sys.argv[5:] == ["raw"])))
