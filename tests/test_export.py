@@ -158,7 +158,9 @@ def test_tflite_fp16_and_dynamic_weights(artifacts):
 def test_onnx_int8_has_int8_weights_and_quantized_matmuls(artifacts):
     import onnx
 
-    model = onnx.load(str(artifacts[("onnx", "int8")]))
+    from vitedge.quant.onnx_batch import flatten
+
+    model = flatten(onnx.load(str(artifacts[("onnx", "int8")])))  # the per-image graph inside the batch Scan
     ops = {n.op_type for n in model.graph.node}
     quantized = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeMatMul", "MatMulInteger",
                  "QLinearMatMul", "MatMulIntegerToFloat"}
@@ -177,14 +179,16 @@ def test_onnx_names_opset_and_dynamic_batch(artifacts):
         assert [i.name for i in model.graph.input] == ["image"]
         assert [o.name for o in model.graph.output] == ["logits"]
         dims = model.graph.input[0].type.tensor_type.shape.dim
-        # fp32/fp16 keep a dynamic batch; the fused int8 graphs may fix it at 1 (recorded in metadata).
-        batch_ok = dims[0].dim_param == "batch" or (precision in ("dynamic", "int8") and dims[0].dim_value == 1)
-        assert batch_ok and [d.dim_value for d in dims[1:]] == [32, 32, 3]
+        assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [32, 32, 3]
+        out_dims = model.graph.output[0].type.tensor_type.shape.dim
+        assert out_dims[0].dim_param == "batch" and out_dims[1].dim_value == len(TINY_LABELS)
         assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     fp16 = onnx.load(str(artifacts[("onnx", "fp16")]))
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
-    dynamic = onnx.load(str(artifacts[("onnx", "dynamic")]))
+    from vitedge.quant.onnx_batch import flatten
+
+    dynamic = flatten(onnx.load(str(artifacts[("onnx", "dynamic")])))
     assert {"DynamicQuantizeLinear"} <= {n.op_type for n in dynamic.graph.node}
 
 
@@ -197,8 +201,8 @@ def test_metadata_round_trip(artifacts, tiny_model, tiny_config, calib):
         assert meta["model_format"] == fmt
         assert meta["labels"] == TINY_LABELS
         assert meta["input"]["layout"] == "NHWC" and meta["input"]["shape"][1:] == [32, 32, 3]
-        # TFLite and the fused int8 ONNX graph use a fixed batch of 1 (faster kernels; runtimes chunk).
-        assert meta["input"]["shape"][0] in ((None, 1) if fmt == "onnx" else (1,))
+        # ONNX: a dynamic batch; TFLite: a fixed batch of 1 (faster kernels; runtimes chunk).
+        assert meta["input"]["shape"][0] == (None if fmt == "onnx" else 1)
         assert meta["output"]["scores"] == "logits"
         assert Preprocessing.from_dict(meta["preprocessing"]) == Preprocessing()
         assert meta["source"]["model_sha256"] == digest and meta["source"]["model_file"] == "tiny-vit.keras"

@@ -63,7 +63,9 @@ def _onnx_tensors(path: str | os.PathLike, names: list[str], images: np.ndarray,
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(path))
+    from .onnx_batch import flatten
+
+    model = flatten(onnx.load(str(path)))  # a per-image Scan hides its tensors inside its body
     present = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
     wanted = [n for n in dict.fromkeys(names) if n in present]
     existing = {o.name for o in model.graph.output}
@@ -88,7 +90,9 @@ def onnx_errors(int8_path, fp32_path, images: np.ndarray, threads: int | None = 
     import onnx
 
     float_layers = onnx_layers(onnx.load(str(fp32_path), load_external_data=False))
-    quant = onnx.load(str(int8_path), load_external_data=False)
+    from .onnx_batch import flatten
+
+    quant = flatten(onnx.load(str(int8_path), load_external_data=False))
     quant_float = {layer.node for layer in onnx_layers(quant)}  # still float in the int8 file
     names = [t for layer in float_layers for t in (layer.input, layer.output)]
     ref = _onnx_tensors(fp32_path, names, images, threads)

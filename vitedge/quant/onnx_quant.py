@@ -53,19 +53,14 @@ def _reader(images):
     return Reader(images)
 
 
-def _fix_batch(path: str | os.PathLike, batch: int) -> None:
-    """Pin the batch dimension. DynamicQuantizeLinear takes one scale for the whole input tensor,
-    so with a dynamic batch an image's result would depend on the other images of its batch
-    (`predict --batch 8` would differ from one by one); with batch 1 the runtime feeds images
-    one at a time (as for TFLite) and every answer is the image's own."""
+def _per_image_batch(path: str | os.PathLike) -> None:
+    """Keep the batch dimension dynamic without letting images share a scale: the batch-1
+    graph runs once per image inside an ONNX Scan (see onnx_batch.py for why)."""
     import onnx
 
-    model = onnx.load(str(path))
-    for value in (*model.graph.input, *model.graph.output):
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_param")
-        dim.dim_value = batch
-    onnx.save(model, str(path))
+    from .onnx_batch import per_image
+
+    onnx.save(per_image(onnx.load(str(path))), str(path))
 
 
 def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, recipe: str, target: str,
@@ -95,8 +90,9 @@ def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, recipe: 
                 ort_dynamic(str(fp32_path), str(out_path), op_types_to_quantize=list(OP_TYPES),
                             weight_type=QuantType.QInt8, per_channel=False, reduce_range=reduce_range,
                             nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
-                _fix_batch(out_path, 1)
-                record.update(weights="int8 per tensor", activations="uint8, quantized per call", batch=1)
+                _per_image_batch(out_path)
+                record.update(weights="int8 per tensor", activations="uint8, quantized per call, one image at a time",
+                              batch=None, per_image_scan=True)
             elif recipe == "qdq":
                 if calibration is None or not len(calibration):
                     raise VitedgeError("the qdq recipe needs calibration images")

@@ -61,6 +61,8 @@ def profile(path: str | os.PathLike, threads: int = 2, runs: int = 50) -> dict:
     for e in events:
         if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
             name = e["name"][: -len("_kernel_time")]
+            if name == "vitedge_per_image":  # the per-image Scan (quant/onnx_batch.py): its body's nodes are listed
+                continue
             per_node.setdefault(name, [e["args"].get("op_name", "?"), []])[1].append(e["dur"] / 1e3)
     ops = []
     for index, (name, (op_type, durations)) in enumerate(per_node.items()):
