@@ -49,7 +49,7 @@ class TrainSettings:
     label_smoothing: float = 0.1
     val_split: float = 0.1
     augment: str = "flip-shift"
-    max_shift: float = 0.08  # random translation, as a fraction of the image side (2 px at 28)
+    max_shift: float = 0.04  # random translation, as a fraction of the image side (1 px at 28)
     seed: int = 0
     steps_per_epoch: int | None = None  # None: one pass over the training images
 

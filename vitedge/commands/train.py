@@ -30,7 +30,7 @@ from ..variants import DEFAULT_VARIANT, VARIANTS, variant_config
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
 @click.option("--augment", type=click.Choice(["flip-shift", "shift", "flip", "none"]), default="flip-shift",
               show_default=True, help="Random horizontal flip and/or shift (up to --max-shift of the side).")
-@click.option("--max-shift", type=float, default=0.08, show_default=True, help="Largest random shift, fraction of the side.")
+@click.option("--max-shift", type=float, default=0.04, show_default=True, help="Largest random shift, fraction of the side.")
 @click.option("--val-split", type=float, default=0.1, show_default=True,
               help="Fraction of each class held out to pick the best epoch (0: keep the last epoch).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None, help="Cap the steps per epoch (quick trials).")
