@@ -84,8 +84,9 @@ def test_json_equals_feeding_the_same_tensor_by_hand(tiny_artifacts, images, fmt
         assert sum(t["probability"] for t in row["top_k"]) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_batch_size_does_not_change_the_answer(tiny_artifacts, images):
-    model = tiny_artifacts[("onnx", "fp32")]
+@pytest.mark.parametrize("precision", ["fp32", "dynamic"])  # dynamic: per-call int8 scales, one per image
+def test_batch_size_does_not_change_the_answer(tiny_artifacts, images, precision):
+    model = tiny_artifacts[("onnx", precision)]
     _, one = predict_json(images, "--model", model, "-k", "2")
     _, four = predict_json(images, "--model", model, "-k", "2", "--batch", "4")
     assert [r["label"] for r in one] == [r["label"] for r in four]

@@ -22,7 +22,7 @@ def test_tflite_profile_prints_op_types_delegation_and_worst_layers(tiny_artifac
 
 
 def test_profile_json_for_onnx_and_fp32(tiny_artifacts):
-    proc = run_cli("profile", tiny_artifacts[("onnx", "int8")], "--runs", "5", "--images", "4", "--json")
+    proc = run_cli("profile", tiny_artifacts[("onnx", "dynamic")], "--runs", "5", "--images", "4", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     kinds = {(r["op_type"], r["compute"]) for r in data["op_types"]}

@@ -25,7 +25,8 @@ def test_int8_option_parsing_and_defaults():
     for bad in ("fast", "onnx:fc", "tflite:qdq"):
         with pytest.raises(UsageError, match="unknown int8 recipe"):
             parse_int8_option(bad)
-    assert resolve("onnx", None, "x86").name == "dynamic" and resolve("tflite", "default", "arm64").name == "fc"
+    # `--int8` is static int8, calibrated, in both formats; ONNX's per-call int8 is `--precision dynamic`.
+    assert resolve("onnx", None, "x86").name == "qdq" and resolve("tflite", "default", "arm64").name == "fc"
     assert check_target("aarch64") == "arm64" and check_target("x86_64") == "x86"
     with pytest.raises(UsageError):
         check_target("riscv")
@@ -80,23 +81,24 @@ def test_onnx_int8_recipes_quantize_matmuls_and_keep_layernorm_float(tiny_artifa
     weight_matmuls = quantizable_nodes(_onnx(fp32_path))
     assert len(weight_matmuls) == 1 + 4 * tiny_config.depth + 1  # patches, qkv/proj/fc1/fc2 per block, head
 
-    # Default (dynamic): every weight MatMul became an integer MatMul, LayerNorm/attention/GELU float.
-    dynamic = _onnx(tiny_artifacts[("onnx", "int8")])
+    # `--precision dynamic` (the dynamic recipe): every weight MatMul became an integer MatMul,
+    # LayerNorm/attention/GELU float.
+    dynamic = _onnx(tiny_artifacts[("onnx", "dynamic")])
     ops = [n.op_type for n in dynamic.graph.node]
     assert ops.count("MatMulInteger") == len(weight_matmuls) and "MatMul" not in ops
     assert ops.count("LayerNormalization") == 2 * tiny_config.depth + 1
     assert {"MultiHeadAttention", "Gelu"} <= set(ops)
-    meta = read_metadata(tiny_artifacts[("onnx", "int8")])
+    meta = read_metadata(tiny_artifacts[("onnx", "dynamic")])
     assert meta["recipe"]["recipe"] == "dynamic" and meta["recipe"]["reduce_range"] is True
     # A dynamic batch, each image on its own (per-call activation scales would otherwise mix
     # the images of a batch): a batch of 4 gives exactly the answers of 4 single-image calls.
     import onnx
     import onnxruntime as ort
 
-    raw = onnx.load(str(tiny_artifacts[("onnx", "int8")]))
+    raw = onnx.load(str(tiny_artifacts[("onnx", "dynamic")]))
     assert [n.op_type for n in raw.graph.node] == ["Scan"] and meta["input"]["shape"][0] is None
     assert raw.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    session = ort.InferenceSession(str(tiny_artifacts[("onnx", "int8")]), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(tiny_artifacts[("onnx", "dynamic")]), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).uniform(-1, 1, (4, *tiny_config.image_size, 3)).astype(np.float32)
     batched = session.run(None, {"image": x})[0]
     single = np.concatenate([session.run(None, {"image": x[i:i + 1]})[0] for i in range(4)])
@@ -104,6 +106,10 @@ def test_onnx_int8_recipes_quantize_matmuls_and_keep_layernorm_float(tiny_artifa
     x[1:] *= 8  # louder neighbours must not change image 0's answer
     assert np.array_equal(session.run(None, {"image": x})[0][0], single[0])
 
+    # `--int8` (default recipe qdq): static, calibrated on the calibration images; dynamic batch.
+    meta = read_metadata(tiny_artifacts[("onnx", "int8")])
+    assert meta["recipe"]["recipe"] == "qdq" and meta["recipe"]["representative_images"] == meta["calibration"]["count"]
+    assert meta["input"]["shape"][0] is None
     # qdq: DequantizeLinear feeds every weight MatMul; LayerNorm and attention get float inputs.
     # (GELU may get a re-quantized input: with this random model's zero biases fc1 feeds it
     # directly and ONNX Runtime quantizes that MatMul's output; GELU itself still computes float.)

@@ -1,14 +1,10 @@
-"""Keras ViT -> ONNX with tf2onnx; fp16 with onnxconverter-common; int8 with ONNX Runtime.
+"""Keras ViT -> ONNX with tf2onnx; fp16 with onnxconverter-common (int8: vitedge.quant.onnx_quant).
 
 The graph has one input "image" (float32 NHWC, batch dimension dynamic, named "batch") and
 one output "logits", whatever the TF tensor names were. Quantized files keep float I/O.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import numpy as np
 
 from ..errors import VitedgeError
 from .quiet import captured_stderr, last_error_line
@@ -79,64 +75,3 @@ def to_fp16(proto):
     with captured_stderr():
         half = float16.convert_float_to_float16(original, keep_io_types=True)
     return half, {"fp16": f"onnxconverter-common {occ_version} convert_float_to_float16", "keep_io_types": True}
-
-
-def quantize_dynamic(fp32_path: Path, out_path: Path) -> dict:
-    """Weights int8 per tensor, activations quantized on the fly (ONNX Runtime's recipe)."""
-    import onnxruntime
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
-
-    with captured_stderr() as log:
-        try:
-            ort_quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8,
-                                 reduce_range=REDUCE_RANGE)
-        except Exception as exc:
-            raise VitedgeError(f"ONNX dynamic quantization failed: {exc or last_error_line(log[0])}") from None
-    return {"quantizer": f"onnxruntime {onnxruntime.__version__} quantize_dynamic", "weights": "int8",
-            "activations": "uint8 on the fly", "reduce_range": REDUCE_RANGE}
-
-
-def quantize_static(fp32_path: Path, out_path: Path, calibration: np.ndarray, method: str,
-                    workdir: Path) -> dict:
-    """QDQ, per-channel int8 weights, int8 activations calibrated on `calibration`."""
-    import onnxruntime
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-    )
-    from onnxruntime.quantization import quantize_static as ort_quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if method not in CALIB_METHODS:
-        raise VitedgeError(f"unknown calibration method {method!r}; choose from {', '.join(CALIB_METHODS)}")
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._batches = iter([{INPUT_NAME: calibration[i:i + 1]} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self._batches, None)
-
-    prepared = workdir / "preprocessed.onnx"
-    with captured_stderr() as log:
-        try:
-            # Symbolic shape inference fails on tf2onnx graphs ("Incomplete symbolic shape inference").
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            ort_quantize_static(
-                str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE,
-                calibrate_method=methods[method], op_types_to_quantize=list(STATIC_OP_TYPES),
-            )
-        except Exception as exc:
-            detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
-            raise VitedgeError(f"ONNX static int8 quantization failed: {detail}") from None
-    return {"quantizer": f"onnxruntime {onnxruntime.__version__} quantize_static", "format": "QDQ",
-            "weights": "int8 per-channel", "activations": "int8", "reduce_range": REDUCE_RANGE,
-            "calibration_method": method,
-            "op_types": list(STATIC_OP_TYPES), "pre_process": "quant_pre_process(skip_symbolic_shape=True)",
-            "representative_images": int(len(calibration))}

@@ -361,8 +361,11 @@ def _convert_onnx(keras_model, precision: str, calibration: CalibrationSet, work
         proto, extra = onnx_export.to_fp16(state["onnx_fp32_tf2onnx"])
         recipe.update(extra)
     elif precision == "dynamic":
+        # ONNX Runtime's per-call int8 on the weight MatMuls, one image at a time (quant/onnx_quant.py)
+        from ..quant.onnx_quant import quantize
+
         out = workdir / "dynamic.onnx"
-        recipe.update(onnx_export.quantize_dynamic(state["onnx_fp32_path"], out))
+        recipe.update(quantize(state["onnx_fp32_path"], out, "dynamic", int8_options.target))
         proto = onnx.load(str(out))
     elif precision == "int8":  # the measured recipes (vitedge.quant, docs/quantization.md)
         from ..quant.int8_export import OnnxBuilder, int8_artifact

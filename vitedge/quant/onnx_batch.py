@@ -28,9 +28,12 @@ def _renamed(node, names: dict):
     return copy
 
 
+def _scan(model):
+    return next((n for n in model.graph.node if n.op_type == "Scan" and n.name == SCAN_NAME), None)
+
+
 def is_per_image(model) -> bool:
-    nodes = model.graph.node
-    return len(nodes) == 1 and nodes[0].op_type == "Scan" and nodes[0].name == SCAN_NAME
+    return _scan(model) is not None
 
 
 def per_image(model):
@@ -77,23 +80,28 @@ def per_image(model):
 
 
 def flatten(model):
-    """The batch-1 graph inside a `per_image` model (any other model is returned as it is)."""
+    """The batch-1 graph inside a `per_image` model, with whatever follows the Scan (a softmax,
+    say); any other model is returned as it is."""
     from onnx import helper
 
-    if not is_per_image(model):
+    scan = _scan(model)
+    if scan is None:
         return model
-    scan = model.graph.node[0]
     body = next(a.g for a in scan.attribute if a.name == "body")
     inp, out = model.graph.input[0], model.graph.output[0]
-    outer = {inp.name + _INNER: inp.name, out.name + _INNER: out.name}
-    nodes = [_renamed(n, outer) for n in body.node if n.name not in ("vitedge_add_batch", "vitedge_drop_batch")]
+    outer = {body.input[0].name: None, body.output[0].name: None}  # the per-item ends go away
+    names = {scan.input[0] + _INNER: scan.input[0], scan.output[0] + _INNER: scan.output[0]}
+    nodes = [_renamed(n, names) for n in body.node if not set(n.output) & set(outer)
+             and n.name not in ("vitedge_add_batch", "vitedge_drop_batch")]
+    nodes += [n for n in model.graph.node if n is not scan]
     dims_in = [1] + [d.dim_value or None for d in inp.type.tensor_type.shape.dim][1:]
     dims_out = [1] + [d.dim_value or None for d in out.type.tensor_type.shape.dim][1:]
     graph = helper.make_graph(
         nodes, model.graph.name,
         [helper.make_tensor_value_info(inp.name, inp.type.tensor_type.elem_type, dims_in)],
         [helper.make_tensor_value_info(out.name, out.type.tensor_type.elem_type, dims_out)],
-        initializer=[t for t in body.initializer if t.name != _AXES], value_info=list(body.value_info),
+        initializer=[t for t in body.initializer if t.name != _AXES] + list(model.graph.initializer),
+        value_info=list(body.value_info),
     )
     flat = helper.make_model(graph, opset_imports=list(model.opset_import))
     flat.ir_version = model.ir_version
