@@ -270,9 +270,29 @@ class TrainResult:
     resumed_from: int = 0
 
 
-def _resume_key(config: ViTConfig, settings: TrainSettings, folder: ImageFolder, pre: Preprocessing) -> dict:
-    return {"config": config.to_dict(), "settings": settings.to_dict(), "classes": folder.classes,
-            "counts": folder.counts(), "preprocessing": pre.to_dict()}
+def _resume_key(config: ViTConfig, settings: TrainSettings, folder: ImageFolder, pre: Preprocessing,
+                init_sha256: str | None = None) -> dict:
+    return {"config": config.to_dict(), "settings": {**settings.to_dict(), "init_sha256": init_sha256},
+            "classes": folder.classes, "counts": folder.counts(), "preprocessing": pre.to_dict()}
+
+
+def check_init(init: str | os.PathLike, config: ViTConfig, classes: list[str], pre: Preprocessing) -> str:
+    """`init` (a vitedge .keras) can start this run: same architecture, labels and preprocessing.
+    Returns its SHA-256 (part of the run's identity for --resume)."""
+    from .fileio import sha256_file
+    from .modelfile import read_spec
+
+    spec = read_spec(init)
+    theirs, ours = spec.config.to_dict(), config.to_dict()
+    diffs = [f"{k} {theirs.get(k)!r} (init) vs {ours.get(k)!r}" for k in sorted(set(ours) | set(theirs))
+             if k not in ("variant", "dropout", "attention_dropout") and theirs.get(k) != ours.get(k)]
+    if diffs:
+        raise VitedgeError(f"--init {init}: another architecture ({'; '.join(diffs[:3])})")
+    if spec.labels != list(classes):
+        raise VitedgeError(f"--init {init}: its labels differ from the data folder's classes")
+    if spec.preprocessing != pre:
+        raise VitedgeError(f"--init {init}: it was trained with other preprocessing")
+    return sha256_file(init)
 
 
 def check_resume(state: dict, key: dict) -> None:
@@ -298,8 +318,12 @@ def train(
     resume: bool = False,
     force: bool = False,
     on_event: Callable[[str, dict], None] | None = None,
+    init: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train `config` on the ImageFolder `data`; returns the best model (on validation) and its spec.
+
+    `init`: a vitedge .keras of the same architecture and labels to start from (fine-tuning,
+    e.g. more epochs at a lower learning rate) instead of random weights.
 
     `config.num_classes` must equal the folder's class count. `on_event(kind, info)` receives
     "loading", "epoch_start", "batch", "epoch_end" events for progress display.
@@ -311,7 +335,8 @@ def train(
     if config.num_classes != len(folder.classes):
         raise VitedgeError(f"the model has {config.num_classes} classes, {data} has {len(folder.classes)}")
     ckpt = Path(checkpoint_dir)
-    key = _resume_key(config, settings, folder, pre)
+    init_sha256 = check_init(init, config, folder.classes, pre) if init else None
+    key = _resume_key(config, settings, folder, pre, init_sha256)
     state = None
     if resume:
         state = load_checkpoint_state(ckpt)
@@ -334,6 +359,10 @@ def train(
     from .vit import build_vit
 
     model = build_vit(config, seed=settings.seed)
+    if init:
+        from .modelfile import load_model
+
+        model.set_weights(load_model(init)[0].get_weights())
     full_steps = len(x_train) // settings.batch_size if len(x_train) >= settings.batch_size else 1
     steps = min(full_steps, settings.steps_per_epoch) if settings.steps_per_epoch else full_steps
     compile_for_training(model, settings, steps)

@@ -40,13 +40,15 @@ from ..variants import DEFAULT_VARIANT, VARIANTS, variant_config
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Where per-epoch checkpoints go (default: OUTPUT without .keras, plus .ckpt).")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep the checkpoint folder after a successful run.")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
+              help="Start from this vitedge .keras (same architecture and labels) instead of random weights.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint (same options).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output .keras file (best epoch).")
 @click.option("--force", is_flag=True, help="Overwrite the output and discard an old checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (history, best epoch, accuracy).")
 def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, dropout, attention_dropout,
           epochs, batch_size, lr, warmup_epochs, weight_decay, label_smoothing, augment, max_shift, val_split,
-          steps_per_epoch, seed, test_data, checkpoint_dir, keep_checkpoint, resume, output, force, as_json):
+          steps_per_epoch, seed, test_data, checkpoint_dir, keep_checkpoint, init, resume, output, force, as_json):
     """Train a ViT on a folder of labelled images; save the epoch best on validation.
 
     Images are decoded and normalized exactly as `predict` will do it (the model's
@@ -61,6 +63,7 @@ def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, d
       vitedge train --data data/fashion-mnist/train --patch-size 4 --width 96 --depth 4 --mlp-dim 192 \\
           --epochs 12 --augment flip --test-data data/fashion-mnist/test -o fmnist-p4.keras
       vitedge train --data data/fashion-mnist/train -o fmnist.keras --resume
+      vitedge train --data data/fashion-mnist/train --init fmnist.keras --epochs 5 --lr 3e-4 -o fmnist-ft.keras
     """
     from ..data.imagefolder import scan_image_folder
     from ..train import TrainSettings, default_checkpoint_dir
@@ -90,7 +93,7 @@ def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, d
 
     display = _Display(quiet=False)
     try:
-        result = run_training(data, config, settings, ckpt, resume=resume, force=force, on_event=display)
+        result = run_training(data, config, settings, ckpt, resume=resume, force=force, on_event=display, init=init)
     except KeyboardInterrupt:
         display.close()
         raise VitedgeError(f"interrupted; the checkpoint in {ckpt} keeps every finished epoch: "
