@@ -408,6 +408,7 @@ def train(
     spec = ModelSpec(config, folder.classes, pre, {"training": {
         "data": str(Path(data)), "images": {"train": len(x_train), "val": len(x_val)},
         "best_epoch": best_epoch, "val_accuracy": best_val, "settings": settings.to_dict(),
+        "init": None if init is None else {"file": Path(init).name, "sha256": init_sha256},
         "vitedge_version": __version__}})
     return TrainResult(best, spec, history, best_epoch, best_val, time.perf_counter() - started, first_epoch)
 
