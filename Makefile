@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# MediaPipe Tasks in a venv of its own (its protobuf pin conflicts with TensorFlow's): the test
+# that loads exported .tflite files with MediaPipe's ImageClassifier runs its script there.
+MEDIAPIPE_VENV ?= .venv-mediapipe
+MEDIAPIPE_STAMP := $(MEDIAPIPE_VENV)/.installed
 FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DATA ?= data/fashion-mnist
 RESULTS ?= results
@@ -12,7 +16,7 @@ MODEL ?= models/fmnist-vit.keras
 ARTIFACTS ?= out
 STEM ?= $(basename $(notdir $(MODEL)))
 
-.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup pi-check bench-int8
+.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup pi-check bench-int8 mediapipe
 
 install: $(STAMP)
 
@@ -21,6 +25,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[export,dev]"
 	@touch $(STAMP)
+
+mediapipe: $(MEDIAPIPE_STAMP)
+
+$(MEDIAPIPE_STAMP):
+	@test -d $(MEDIAPIPE_VENV) || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/pip install --quiet "mediapipe>=0.10.14" numpy
+	@touch $(MEDIAPIPE_STAMP)
 
 # Debian's real Fashion-MNIST files (IDX); installs the package when it is missing.
 fmnist-deb:
@@ -44,10 +55,10 @@ model: data
 	$(BIN)/vitedge train --data $(DATA)/train --init $(STAGES)2.keras --epochs 4 --lr 2e-4 --val-split 0 \
 	  --augment flip-shift --test-data $(DATA)/test -o $(MODEL) --force
 
-test: install fmnist-deb
+test: install fmnist-deb $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install fmnist-deb
+test-all: install fmnist-deb $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -73,7 +84,7 @@ bench: install
 	@test -d $(DATA)/test || { echo "no $(DATA)/test: make the data set first (vitedge data fashion-mnist --out $(DATA))"; exit 1; }
 	@mkdir -p $(RESULTS)
 	set -o pipefail; $(BIN)/vitedge bench $(wildcard $(ARTIFACTS)/$(STEM)_*.tflite) $(wildcard $(ARTIFACTS)/$(STEM)_*.onnx) \
-	  --data $(DATA)/test --json $(RESULTS)/bench.json --csv $(RESULTS)/bench.csv --plot $(RESULTS)/bench.png \
+	  $(wildcard $(ARTIFACTS)/$(STEM)_*.ort) --data $(DATA)/test --json $(RESULTS)/bench.json --csv $(RESULTS)/bench.csv --plot $(RESULTS)/bench.png \
 	  --force | tee $(RESULTS)/bench.txt
 
 # Issue 7's int8 bar: default model and ViT-Ti/16@224, TFLite and ONNX, int8 vs fp32 (speed, size,
@@ -88,7 +99,7 @@ bench-startup: install
 # The core install on an emulated Raspberry Pi (arm64): same top-1 labels as x86 on the
 # artifacts in $(ARTIFACTS)/ (needs root and ../shared/tools/pi-emulate; not part of make test).
 pi-check: install fmnist-deb
-	bash scripts/pi_check.sh $(wildcard $(ARTIFACTS)/*.tflite) $(wildcard $(ARTIFACTS)/*.onnx)
+	bash scripts/pi_check.sh $(wildcard $(ARTIFACTS)/*.tflite) $(wildcard $(ARTIFACTS)/*.onnx) $(wildcard $(ARTIFACTS)/*.ort)
 
 clean:
-	rm -rf $(VENV) $(RESULTS) .pytest_cache
+	rm -rf $(VENV) $(MEDIAPIPE_VENV) $(RESULTS) .pytest_cache

@@ -29,7 +29,7 @@ die() { say "ERROR: $*"; exit 1; }
 [ -x "$PY" ] || die "no $PY; run 'make install' first"
 cd "$REPO"
 if [ $# -gt 0 ]; then ARTIFACTS=("$@"); else
-  shopt -s nullglob; ARTIFACTS=(out/*.tflite out/*.onnx); shopt -u nullglob
+  shopt -s nullglob; ARTIFACTS=(out/*.tflite out/*.onnx out/*.ort); shopt -u nullglob
 fi
 [ ${#ARTIFACTS[@]} -gt 0 ] || die "no artifacts in out/; export some first (vitedge export models/fmnist-vit.keras ...) or pass them as arguments"
 
@@ -40,7 +40,7 @@ mkdir -p "$WORK/stage/artifacts" "$WORK/stage/images" "$WORK/stage/pi" "$WORK/ho
 
 # --- the repository as a user would copy it: the work tree without venv, git, data and outputs
 mkdir -p "$WORK/stage/src"
-tar -cf - --exclude=./.git --exclude=./.venv --exclude=./out --exclude=./results --exclude=./data \
+tar -cf - --exclude=./.git --exclude=./.venv --exclude=./.venv-mediapipe --exclude=./out --exclude=./results --exclude=./data \
     --exclude=./models --exclude=./build --exclude=./dist --exclude='*.egg-info' --exclude=__pycache__ \
     --exclude=.pytest_cache --exclude=.ruff_cache --exclude='*.partial.*' . | tar -xf - -C "$WORK/stage/src"
 [ -f "$WORK/stage/src/pyproject.toml" ] || die "copying the repository failed"

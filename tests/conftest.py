@@ -92,12 +92,15 @@ def tiny_artifacts(tmp_path_factory, tiny_model, calib_dir):
     Keys: ("tflite", fp32|fp16|dynamic|int8|int16x8) and ("onnx", fp32|fp16|dynamic|int8).
     Files are named tiny-vit_<precision>.<tflite|onnx>; they carry vitedge metadata (labels,
     preprocessing, verification figures). One call per format shares its conversion set-up.
+    Exported with scores="logits" (TFLite's default is probabilities, a softmax at the end) so
+    tests can compare raw logits with Keras; tests/test_mobile.py covers the default.
     """
     from vitedge.export import export_artifacts
 
     out = tmp_path_factory.mktemp("artifacts")
     found = {}
     for fmt in ("tflite", "onnx"):
-        for r in export_artifacts(tiny_model, formats=fmt, precisions="all", calib_dir=calib_dir, out_dir=out):
+        for r in export_artifacts(tiny_model, formats=fmt, precisions="all", calib_dir=calib_dir, out_dir=out,
+                                  scores="logits"):
             found[(r.format, r.precision)] = r.path
     return found

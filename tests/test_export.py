@@ -34,7 +34,7 @@ def artifacts(tiny_artifacts, tiny_model, calib_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("more-artifacts")
     found = dict(tiny_artifacts)
     (r,) = export_artifacts(tiny_model, formats="tflite", precisions="int8", int8_io=True, calib_dir=calib_dir,
-                            out_dir=out / "int8io")
+                            out_dir=out / "int8io", scores="logits")  # logits, like tiny_artifacts
     found[("tflite", "int8-io")] = r.path
     return found
 

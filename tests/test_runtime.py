@@ -28,7 +28,8 @@ def dynamic_tflite(tmp_path_factory, tiny_model, calib_dir):
     from vitedge.export import export_artifacts
 
     results = export_artifacts(tiny_model, formats="tflite", precisions="fp32,int8", int8_io=True,
-                               tflite_batch=None, calib_dir=calib_dir, out_dir=tmp_path_factory.mktemp("dyn"))
+                               tflite_batch=None, calib_dir=calib_dir, out_dir=tmp_path_factory.mktemp("dyn"),
+                               scores="logits")
     return {r.precision: r.path for r in results}
 
 

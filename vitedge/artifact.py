@@ -2,8 +2,13 @@
 
 TFLite: a zip archive appended to the flatbuffer, holding `vitedge.json` (the LiteRT
 interpreter ignores trailing bytes; Python's zipfile finds an archive at the end of a file).
-ONNX: the model's `metadata_props`, key `vitedge` (read on the device through ONNX Runtime,
-so the `onnx` package is not needed there).
+The same archive holds the official TFLite Metadata's associated files (`labels.txt`), every
+entry stored uncompressed as MediaPipe requires; the official ModelMetadata flatbuffer itself
+is a model buffer named TFLITE_METADATA (written by vitedge/export/tflite_metadata.py, read
+back here by `read_tflite_official_metadata` with no dependency).
+ONNX and ORT (ONNX Runtime's mobile format): the model's `metadata_props`, key `vitedge`
+(read on the device through ONNX Runtime, so the `onnx` package is not needed there; the ORT
+format keeps metadata_props).
 
 Reading needs no TensorFlow. Writing ONNX metadata needs the `onnx` package (export extra).
 
@@ -14,7 +19,7 @@ The metadata (schema 1), one JSON object:
   recipe: {...}                 how it was converted/quantized (converter, options, method)
   labels: [str, ...]            one per output class
   input: {name, shape: [N|null, H, W, C], layout: "NHWC", dtype: "float32"|"int8"|"uint8"}
-  output: {name, scores: "logits" | "probabilities"}
+  output: {name, scores: "logits" | "probabilities", dtype}   probabilities: a softmax ends the model
   preprocessing: Preprocessing.to_dict()   (preprocess.py)
   source: {model_file, model_sha256, variant, config: ViTConfig.to_dict()}
   calibration: null | {fingerprint, count, seed, folder}
@@ -26,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import zipfile
 from pathlib import Path
 
@@ -33,6 +39,9 @@ from .errors import VitedgeError
 
 METADATA_KEY = "vitedge"  # ONNX metadata_props key
 METADATA_ENTRY = "vitedge.json"  # entry in the zip appended to TFLite files
+LABEL_FILE = "labels.txt"  # the official TFLite metadata's label file, in the same zip
+TFLITE_METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry of the official ModelMetadata
+MAX_METADATA_BYTES = 1_000_000  # metadata inside one artifact, all parts: more is refused at export
 SCHEMA = 1
 FORMATS = {".tflite": "tflite", ".onnx": "onnx", ".ort": "ort"}
 
@@ -50,12 +59,20 @@ def _looks_like_tflite(head: bytes) -> bool:
     return len(head) >= 8 and head[4:8] == b"TFL3"
 
 
-def tflite_with_metadata(model_bytes: bytes, metadata: dict) -> bytes:
-    """The flatbuffer followed by a zip holding vitedge.json."""
+def tflite_with_metadata(model_bytes: bytes, metadata: dict, files: dict[str, bytes] | None = None) -> bytes:
+    """The flatbuffer followed by one zip holding `files` (e.g. labels.txt) and vitedge.json.
+
+    Entries are stored, not compressed (MediaPipe's reader refuses compressed ones), and their
+    offsets count from the start of the file, as in tflite-support's MetadataPopulator (which
+    appends with zipfile's "a" mode; "w" after the model bytes gives the same layout without
+    first searching the flatbuffer for an end-of-archive record)."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    buf.write(model_bytes)
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in (files or {}).items():
+            zf.writestr(name, data)
         zf.writestr(METADATA_ENTRY, json.dumps(metadata, indent=1, sort_keys=True))
-    return model_bytes + buf.getvalue()
+    return buf.getvalue()
 
 
 def read_tflite_metadata(path: str | os.PathLike) -> dict | None:
@@ -71,6 +88,171 @@ def read_tflite_metadata(path: str | os.PathLike) -> dict | None:
             return json.loads(zf.read(METADATA_ENTRY))
     except (zipfile.BadZipFile, ValueError, KeyError):
         return None
+
+
+class _Table:
+    """Read-only flatbuffer table access with `struct` only (no flatbuffers package needed)."""
+
+    def __init__(self, buf: bytes, pos: int):
+        self.buf, self.pos = buf, pos
+        vtable = pos - struct.unpack_from("<i", buf, pos)[0]
+        self._vt, self._vt_size = vtable, struct.unpack_from("<H", buf, vtable)[0]
+
+    @classmethod
+    def root(cls, buf: bytes) -> _Table:
+        return cls(buf, struct.unpack_from("<I", buf, 0)[0])
+
+    def _field(self, slot: int) -> int:
+        at = 4 + 2 * slot
+        if at >= self._vt_size:
+            return 0
+        off = struct.unpack_from("<H", self.buf, self._vt + at)[0]
+        return self.pos + off if off else 0
+
+    def scalar(self, slot: int, fmt: str, default=0):
+        at = self._field(slot)
+        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at else default
+
+    def _target(self, slot: int) -> int:
+        at = self._field(slot)
+        return at + struct.unpack_from("<I", self.buf, at)[0] if at else 0
+
+    def string(self, slot: int) -> str | None:
+        at = self._target(slot)
+        if not at:
+            return None
+        n = struct.unpack_from("<I", self.buf, at)[0]
+        return self.buf[at + 4:at + 4 + n].decode("utf-8", "replace")
+
+    def bytes_(self, slot: int) -> bytes | None:
+        at = self._target(slot)
+        if not at:
+            return None
+        n = struct.unpack_from("<I", self.buf, at)[0]
+        return self.buf[at + 4:at + 4 + n]
+
+    def floats(self, slot: int) -> list[float] | None:
+        at = self._target(slot)
+        if not at:
+            return None
+        n = struct.unpack_from("<I", self.buf, at)[0]
+        return list(struct.unpack_from(f"<{n}f", self.buf, at + 4))
+
+    def table(self, slot: int) -> _Table | None:
+        at = self._target(slot)
+        return _Table(self.buf, at) if at else None
+
+    def tables(self, slot: int) -> list[_Table]:
+        at = self._target(slot)
+        if not at:
+            return []
+        n = struct.unpack_from("<I", self.buf, at)[0]
+        items = []
+        for i in range(n):
+            elem = at + 4 + 4 * i
+            items.append(_Table(self.buf, elem + struct.unpack_from("<I", self.buf, elem)[0]))
+        return items
+
+
+_FILE_TYPES = {0: "UNKNOWN", 1: "DESCRIPTIONS", 2: "TENSOR_AXIS_LABELS", 3: "TENSOR_VALUE_LABELS",
+               4: "TENSOR_AXIS_SCORE_CALIBRATION", 5: "VOCABULARY", 6: "SCANN_INDEX_FILE"}
+_CONTENT_TYPES = {0: None, 1: "FeatureProperties", 2: "ImageProperties", 3: "BoundingBoxProperties",
+                  4: "AudioProperties"}
+_UNIT_TYPES = {1: "NormalizationOptions", 2: "ScoreCalibrationOptions", 3: "ScoreThresholdingOptions",
+               4: "BertTokenizerOptions", 5: "SentencePieceTokenizerOptions", 6: "RegexTokenizerOptions"}
+_COLOR_SPACES = {0: "UNKNOWN", 1: "RGB", 2: "GRAYSCALE"}
+
+
+def _files(tables: list[_Table]) -> list[dict]:
+    return [{"name": t.string(0), "description": t.string(1), "type": _FILE_TYPES.get(t.scalar(2, "b"), "?"),
+             "locale": t.string(3)} for t in tables]
+
+
+def _tensor_metadata(t: _Table) -> dict:
+    out: dict = {"name": t.string(0), "description": t.string(1)}
+    content = t.table(3)
+    if content is not None:
+        kind = _CONTENT_TYPES.get(content.scalar(0, "B"), "?")
+        out["content"] = {"type": kind}
+        props = content.table(1)
+        if kind == "ImageProperties" and props is not None:
+            out["content"]["color_space"] = _COLOR_SPACES.get(props.scalar(0, "b"), "?")
+            size = props.table(1)
+            if size is not None:
+                out["content"]["default_size"] = {"width": size.scalar(0, "I"), "height": size.scalar(1, "I")}
+    units = []
+    for unit in t.tables(4):
+        kind = _UNIT_TYPES.get(unit.scalar(0, "B"), "?")
+        options = unit.table(1)
+        entry = {"type": kind}
+        if kind == "NormalizationOptions" and options is not None:
+            entry.update(mean=options.floats(0), std=options.floats(1))
+        units.append(entry)
+    out["process_units"] = units
+    stats = t.table(5)
+    if stats is not None:
+        out["stats"] = {"max": stats.floats(0), "min": stats.floats(1)}
+    out["associated_files"] = _files(t.tables(6))
+    return out
+
+
+def parse_model_metadata(buf: bytes) -> dict:
+    """A ModelMetadata flatbuffer ("M001") as a dict (the fields vitedge writes and a few more)."""
+    if len(buf) < 8 or buf[4:8] != b"M001":
+        raise VitedgeError("TFLite metadata buffer without the M001 identifier")
+    root = _Table.root(buf)
+    return {
+        "name": root.string(0), "description": root.string(1), "version": root.string(2),
+        "subgraph_metadata": [{"name": sg.string(0), "description": sg.string(1),
+                               "input_tensor_metadata": [_tensor_metadata(t) for t in sg.tables(2)],
+                               "output_tensor_metadata": [_tensor_metadata(t) for t in sg.tables(3)],
+                               "associated_files": _files(sg.tables(4))} for sg in root.tables(3)],
+        "author": root.string(4), "license": root.string(5), "associated_files": _files(root.tables(6)),
+        "min_parser_version": root.string(7),
+    }
+
+
+def read_tflite_official_metadata_bytes(data: bytes) -> dict | None:
+    """The official TFLite Metadata (the TFLITE_METADATA buffer) of a .tflite file's bytes,
+    parsed, or None if it has none. tflite schema: Model.buffers = slot 4, Model.metadata =
+    slot 6; Metadata.name = 0, .buffer = 1; Buffer.data = 0 (.offset/.size = 1/2 past 2 GB)."""
+    if not _looks_like_tflite(data[:8]):
+        raise VitedgeError("not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        model = _Table.root(data)
+        for entry in model.tables(6):
+            if entry.string(0) != TFLITE_METADATA_NAME:
+                continue
+            buffers = model.tables(4)
+            index = entry.scalar(1, "I")
+            if index >= len(buffers):
+                raise VitedgeError("TFLITE_METADATA refers to a missing buffer")
+            raw = buffers[index].bytes_(0)
+            if not raw:
+                offset, size = buffers[index].scalar(1, "Q"), buffers[index].scalar(2, "Q")
+                raw = data[offset:offset + size] if offset else b""
+            return parse_model_metadata(bytes(raw))
+    except (struct.error, IndexError, UnicodeDecodeError):
+        raise VitedgeError("the TFLite flatbuffer or its TFLITE_METADATA is damaged") from None
+    return None
+
+
+def read_tflite_official_metadata(path: str | os.PathLike) -> dict | None:
+    """`read_tflite_official_metadata_bytes` of a file, plus the packed files' names."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        meta = read_tflite_official_metadata_bytes(data)
+    except VitedgeError as exc:
+        raise VitedgeError(f"{path}: {exc}") from None
+    if meta is not None:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                meta["packed_files"] = {i.filename: ("stored" if i.compress_type == zipfile.ZIP_STORED else "compressed")
+                                        for i in zf.infolist()}
+        except zipfile.BadZipFile:
+            meta["packed_files"] = {}
+    return meta
 
 
 # ------------------------------------------------------------------------------ ONNX ----
@@ -141,12 +323,39 @@ def info_for_artifact(path: str | os.PathLike) -> dict:
     path = Path(path)
     meta = read_metadata(path)
     out = {"file": str(path), "format": artifact_format(path), "size_bytes": path.stat().st_size}
+    fmt = out["format"]
     if meta is None:
         out["warning"] = "no vitedge metadata in this file (not exported by vitedge?)"
-        return out
-    for key, value in meta.items():  # the metadata's own "format" marker must not hide the file's
-        out["metadata_format" if key == "format" else key] = value
+    else:
+        for key, value in meta.items():  # the metadata's own "format" marker must not hide the file's
+            out["metadata_format" if key == "format" else key] = value
+    if fmt == "tflite":  # a foreign file's official metadata (a MediaPipe model's, say) is shown too
+        try:
+            official = read_tflite_official_metadata(path)
+        except VitedgeError as exc:
+            official, out["tflite_metadata_error"] = None, str(exc)
+        if meta is not None or official is not None:
+            out["tflite_metadata"] = _official_summary(official) if official else None
+    elif fmt == "ort" and meta is not None:
+        config = path.with_name(path.stem + ".required_operators.config")
+        out["ort_config"] = config.name if config.is_file() else None
     return out
+
+
+def _official_summary(official: dict) -> dict:
+    """The parts of the official TFLite Metadata that platform APIs act on."""
+    sub = (official.get("subgraph_metadata") or [{}])[0]
+    inp = (sub.get("input_tensor_metadata") or [{}])[0]
+    out = (sub.get("output_tensor_metadata") or [{}])[0]
+    norm = next((u for u in inp.get("process_units", []) if u["type"] == "NormalizationOptions"), {})
+    content = inp.get("content") or {}
+    return {"min_parser_version": official.get("min_parser_version"),
+            "input": {"color_space": content.get("color_space"), "size": content.get("default_size"),
+                      "normalization": {"mean": norm.get("mean"), "std": norm.get("std")} if norm else None},
+            "output": {"name": out.get("name"), "description": out.get("description"),
+                       "label_file": next((f["name"] for f in out.get("associated_files", [])
+                                           if f["type"] == "TENSOR_AXIS_LABELS"), None)},
+            "packed_files": official.get("packed_files")}
 
 
 def _short_size(n: int) -> str:
@@ -159,6 +368,7 @@ def render_artifact_info(info: dict) -> str:
                                    ("size", f"{_short_size(info.get('size_bytes', 0))} ({info.get('size_bytes', 0):,} bytes)")]
     if "schema" not in info:
         rows.append(("warning", info.get("warning", "no vitedge metadata")))
+        rows.extend(_official_rows(info))
         return _rows_text(rows)
     rows.append(("precision", str(info.get("precision"))))
     inp, out = info.get("input") or {}, info.get("output") or {}
@@ -175,12 +385,20 @@ def render_artifact_info(info: dict) -> str:
     rows.append(("recipe", ", ".join(f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}"
                                      for k, v in recipe.items())))
     ver = info.get("verification")
-    if ver:
+    if ver and ver.get("scores") == "probabilities":
+        rows.append(("verification", f"top-1 agreement {100 * ver['top1_agreement']:.1f}% with Keras on "
+                                     f"{ver['images']} images ({ver.get('runtime', '?')}), max |probability diff| "
+                                     f"{ver['max_abs_diff']:.2e}, mean {ver['mean_abs_diff']:.2e}, max |log-prob diff| "
+                                     f"{ver.get('max_abs_logprob_diff', float('nan')):.2e}"))
+    elif ver:
         rows.append(("verification", f"top-1 agreement {100 * ver['top1_agreement']:.1f}% with Keras on "
                                      f"{ver['images']} images ({ver.get('runtime', '?')}), max |logit diff| "
                                      f"{ver['max_abs_diff']:.2e}, mean {ver['mean_abs_diff']:.2e}"))
     else:
         rows.append(("verification", "none"))
+    rows.extend(_official_rows(info))
+    if "ort_config" in info:
+        rows.append(("ort config", info["ort_config"] or "no .required_operators.config beside the file"))
     src = info.get("source") or {}
     origin = (f"{src.get('model_file')} (sha256 {src.get('model_sha256')})" if src.get("model_file")
               else f"random weights (seed {src.get('random_weights_seed')})")
@@ -190,6 +408,20 @@ def render_artifact_info(info: dict) -> str:
                                 f"fingerprint {cal['fingerprint']}" if cal else "none (no calibrated ranges)"))
     rows.append(("vitedge", f"{info.get('vitedge_version')}, created {info.get('created')}, schema {info.get('schema')}"))
     return _rows_text(rows)
+
+
+def _official_rows(info: dict) -> list[tuple[str, str]]:
+    if "tflite_metadata" not in info:
+        return []
+    tm = info["tflite_metadata"]
+    if not tm:
+        return [("official meta", "none (MediaPipe and the Task Library need it; re-export with vitedge)")]
+    norm = (tm["input"] or {}).get("normalization") or {}
+    files = ", ".join(f"{k} ({v})" for k, v in (tm.get("packed_files") or {}).items()) or "no files (no zip)"
+    return [("official meta", f"TFLITE_METADATA (parser {tm.get('min_parser_version')}): "
+                              f"{(tm['input'] or {}).get('color_space')} input, (pixel - {norm.get('mean')}) / "
+                              f"{norm.get('std')}, output {tm['output'].get('name')} labelled by "
+                              f"{tm['output'].get('label_file')}; packed: {files}")]
 
 
 def _rows_text(rows: list[tuple[str, str]]) -> str:

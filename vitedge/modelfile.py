@@ -67,7 +67,7 @@ def validate_labels(labels: list[str] | None, num_classes: int) -> list[str]:
     for i, name in enumerate(labels):
         if not name.strip():
             raise VitedgeError(f"label {i} is empty")
-        if "\n" in name or "\r" in name:
+        if "\n" in name or "\r" in name or len(name.splitlines()) > 1:  # also \x85, \u2028, ...
             raise VitedgeError(f"label {i} ({name!r}) contains a newline")
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:

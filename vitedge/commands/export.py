@@ -41,8 +41,9 @@ def render_results(results) -> str:
               help=f"vitedge .keras model to export. Default: {DEFAULT_MODEL}.")
 @click.option("--variant", default=None, metavar="NAME",
               help="Export a named variant with random weights instead (for speed/size checks).")
-@click.option("--format", "-f", "fmt", default="tflite", show_default=True, metavar="tflite|onnx|all",
-              help="Artifact format(s); a comma list also works.")
+@click.option("--format", "-f", "fmt", default="tflite", show_default=True, metavar="tflite|onnx|ort|all",
+              help="Artifact format(s); a comma list also works. ort: ONNX Runtime Mobile (fp32, dynamic, int8), with its "
+                   "required-operators config. all: all three, each with the precisions it has.")
 @click.option("--precision", "-p", default=None, metavar="LIST",
               help=f"Comma list of {PRECISION_CHOICES}, or all (int16x8: TFLite only). Default: fp32.")
 @click.option("--int8", "int8", is_flag=False, flag_value="default", default=None, metavar="[RECIPE|auto]",
@@ -63,19 +64,29 @@ def render_results(results) -> str:
 @click.option("--calib-seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of that choice.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="ONNX static int8 range calibration.")
+@click.option("--scores", type=click.Choice(["probabilities", "logits"]), default=None,
+              help="What the artifact outputs: probabilities (a softmax ends the model) or logits. "
+                   "Default: probabilities for tflite and ort (what phone APIs such as MediaPipe report), "
+                   "logits for onnx. Recorded in the metadata; predict and bench handle both.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Labels file (one per line) replacing the model's labels in the artifacts; checked against "
+                   "the head: same count, non-empty, one line each, unique.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight seed with --variant.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True,
-              help="Output folder; files are named <model>_<precision>.<tflite|onnx>.")
+              help="Output folder; files are named <model>_<precision>.<tflite|onnx|ort>.")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, calib, calib_size, calib_seed,
-           calib_method, seed, out_dir, force, as_json):
-    """Export a ViT to TFLite and/or ONNX, quantize it, and verify every file against Keras.
+           calib_method, scores, labels_file, seed, out_dir, force, as_json):
+    """Export a ViT to TFLite, ONNX and/or ORT, quantize it, and verify every file against Keras.
 
     Each artifact is run in its own runtime (LiteRT, ONNX Runtime) on the calibration images;
-    the table shows its top-1 agreement with Keras and its logit differences. An fp32 artifact
-    more than 1e-4 away from Keras fails the export. Labels, preprocessing, precision, recipe
-    and these figures travel inside each file (see `vitedge info FILE`).
+    the table shows its top-1 agreement with Keras and its score differences (logits, or
+    probabilities for files that end in a softmax: --scores). An fp32 artifact more than 1e-4
+    away from Keras fails the export. Labels, preprocessing, precision, recipe
+    and these figures travel inside each file (see `vitedge info FILE`). TFLite files also carry
+    the official TFLite Metadata (normalization, labels.txt) that MediaPipe's ImageClassifier and
+    the TFLite Task Library read.
 
     \b
     Examples:
@@ -86,6 +97,8 @@ def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, cali
       vitedge export --variant vit-ti16 --format all --precision all --calib photos/ --json
       vitedge export --format all --int8 auto --max-drop 0.5        # fastest int8 within 0.5 points
       vitedge export --format tflite --int8 fc --target arm64
+      vitedge export --format tflite,ort --precision fp32,int8         # phones: MediaPipe, ORT Mobile
+      vitedge export --format onnx --scores probabilities --labels names.txt
     """
     from ..export import export_artifacts
 
@@ -102,6 +115,7 @@ def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, cali
         calib_dir=calib if calib is not None else DEFAULT_CALIB, calib_size=calib_size, calib_seed=calib_seed,
         calib_method=calib_method, int8_io=int8_io, force=force, seed=seed, progress=True, warn=_warn,
         int8=None if int8 in (None, "default") else int8, target=target, max_drop=max_drop, say=_say,
+        scores=scores, labels=labels_file,
     )
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))

@@ -13,7 +13,7 @@ import click
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(), metavar="IMAGE_OR_DIR...")
 @click.option("--model", "-m", "model", type=click.Path(dir_okay=False), default=None,
-              help="Exported artifact (.tflite or .onnx). Default: out/fmnist-vit_int8.tflite.")
+              help="Exported artifact (.tflite, .onnx or .ort). Default: out/fmnist-vit_int8.tflite.")
 @click.option("--top-k", "-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Classes to show per image.")
 @click.option("--threads", "-t", type=click.IntRange(min=1), default=None,

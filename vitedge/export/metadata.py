@@ -13,8 +13,10 @@ STATIC_PRECISIONS = ("int8", "int16x8")  # precisions whose ranges come from the
 
 
 def artifact_metadata(*, model_format: str, precision: str, recipe: dict, spec: ModelSpec, io: dict,
-                      source: dict, calibration: CalibrationSet, verification: dict | None = None) -> dict:
-    """Schema-1 metadata; `verification` is filled in once the artifact has been run."""
+                      source: dict, calibration: CalibrationSet, verification: dict | None = None,
+                      scores: str = "logits") -> dict:
+    """Schema-1 metadata; `verification` is filled in once the artifact has been run.
+    `scores`: "probabilities" when a softmax ends the model (export --scores)."""
     config = spec.config
     inp = io["input"]
     return {
@@ -32,7 +34,7 @@ def artifact_metadata(*, model_format: str, precision: str, recipe: dict, spec: 
             "layout": "NHWC",
             "dtype": inp.get("dtype", "float32"),
         },
-        "output": {"name": io["output"]["name"], "scores": "logits",
+        "output": {"name": io["output"]["name"], "scores": scores,
                    "dtype": io["output"].get("dtype", "float32")},
         "preprocessing": spec.preprocessing.to_dict(),
         "source": {**source, "variant": config.variant, "config": config.to_dict()},

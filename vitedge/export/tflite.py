@@ -60,6 +60,24 @@ def export_friendly_layernorm(model) -> Iterator[None]:
             del layer.call
 
 
+def with_softmax(model):
+    """The model with a softmax over the classes at the end (--scores probabilities).
+
+    A functional model is extended with its own layers (op and layer names unchanged, which the
+    int8 recipes' per-layer choices rely on); anything else is wrapped."""
+    import keras
+
+    softmax = keras.layers.Softmax(axis=-1, name="probabilities")
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if inputs and outputs and len(outputs) == 1:
+        return keras.Model(inputs, softmax(outputs[0]), name=f"{model.name}_probabilities")
+    image = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(image, softmax(model(image)), name=f"{model.name}_probabilities")
+
+
 def export_saved_model(model, directory: Path, batch: int | None = DEFAULT_BATCH) -> Path:
     """Write the TF SavedModel the converter starts from (float32 NHWC input, `batch` fixed)."""
     import tensorflow as tf

@@ -40,14 +40,51 @@ def run_artifact(path: str | os.PathLike, images: np.ndarray, threads: int | Non
     return np.concatenate([runtime.run(images[i:i + CHUNK]) for i in range(0, len(images), CHUNK)])
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def compare_probabilities(probs: np.ndarray, reference_logits: np.ndarray, precision: str) -> dict:
+    """Figures of an artifact that ends in a softmax, against softmax(Keras logits).
+
+    max/mean_abs_diff are in probability units. max_abs_logprob_diff compares log-probabilities
+    (= logits up to one constant per image) wherever Keras' probability is above 1e-30: the
+    figure the fp32 limit applies to, as sensitive as the logit check of logit artifacts."""
+    log_ref = _log_softmax(reference_logits)
+    figures = compare_logits(probs, np.exp(log_ref))
+    p = np.asarray(probs, dtype=np.float64)
+    if p.min() < -1e-6 or p.max() > 1 + 1e-3:
+        raise VitedgeError(f"artifact should output probabilities but gives values in [{p.min():.3g}, {p.max():.3g}]")
+    if precision not in ("int8", "int16x8") and not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        raise VitedgeError("artifact should output probabilities but its rows do not sum to 1")
+    seen = log_ref > np.log(1e-30)
+    logp = np.log(np.maximum(p, 1e-45))
+    figures["max_abs_logprob_diff"] = float(np.abs(logp - log_ref)[seen].max())
+    return figures
+
+
 def verify_artifact(path: str | os.PathLike, precision: str, images: np.ndarray, reference: np.ndarray,
-                    threads: int | None = None, label: str | None = None) -> dict:
-    """Verification figures for one artifact; fp32 beyond FP32_TOLERANCE is an error."""
-    figures = compare_logits(run_artifact(path, images, threads), reference)
+                    threads: int | None = None, label: str | None = None, scores: str = "logits") -> dict:
+    """Verification figures for one artifact; fp32 beyond FP32_TOLERANCE is an error.
+
+    `reference` is Keras' logits; `scores="probabilities"` (a softmax ends the artifact)
+    compares with their softmax, the fp32 limit applied to log-probabilities."""
+    out = run_artifact(path, images, threads)
+    if scores == "probabilities":
+        figures = compare_probabilities(out, reference, precision)
+        worst = figures["max_abs_logprob_diff"]
+        what = "logits differ from Keras (compared as log-probabilities after the model's softmax)"
+    else:
+        figures = compare_logits(out, reference)
+        worst = figures["max_abs_diff"]
+        what = "logits differ from Keras"
+    figures["scores"] = scores
     figures["runtime"] = "litert" if str(path).endswith(".tflite") else "onnxruntime"
-    if precision == "fp32" and figures["max_abs_diff"] > FP32_TOLERANCE:
+    if precision == "fp32" and worst > FP32_TOLERANCE:
         raise VitedgeError(
-            f"{label or path}: fp32 logits differ from Keras by {figures['max_abs_diff']:.3g} "
+            f"{label or path}: fp32 {what} by {worst:.3g} "
             f"(limit {FP32_TOLERANCE:g}); the conversion is wrong, nothing written"
         )
     return figures
