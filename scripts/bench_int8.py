@@ -72,7 +72,9 @@ def main() -> int:
     ap.add_argument("--out", default="results/int8")
     ap.add_argument("--target", default="x86", choices=["x86", "arm64"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=300, help="timed runs per artifact in the speed bench")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per artifact per round in the speed bench")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="alternating rounds of the speed bench (each artifact in a fresh process each round)")
     ap.add_argument("--skip-export", action="store_true", help="reuse the artifacts already in OUT/artifacts")
     ap.add_argument("--no-bounds", action="store_true", help="skip the kernel measurement (bars stay 1.25x)")
     ap.add_argument("--json", default=None, help="write every figure here too")
@@ -91,7 +93,7 @@ def main() -> int:
     print(f"load average before: {load()}", file=sys.stderr)
     started = time.time()
     if not args.skip_export:
-        common = ["--format", "all", "--precision", ",".join(PRECISIONS), "--out", str(art), "--calib", args.calib,
+        common = ["--format", "tflite,onnx", "--precision", ",".join(PRECISIONS), "--out", str(art), "--calib", args.calib,
                   "--target", args.target, "--force"]
         run(vitedge + ["export", "--model", str(model), *common], "export of the default model")
         run(vitedge + ["export", "--variant", "vit-ti16", *common], "export of vit-ti16")
@@ -107,7 +109,8 @@ def main() -> int:
 
     speed_json = out / "bench_speed.json"
     run(vitedge + ["bench", *map(str, every), "--threads", str(args.threads), "--batch", "1",
-                   "--warmup", "20", "--runs", str(args.runs), "--json", str(speed_json), "--force"],
+                   "--warmup", "20", "--runs", str(args.runs), "--rounds", str(args.rounds), "--json", str(speed_json),
+                   "--force"],
         "speed bench")
     acc_json = out / "bench_accuracy.json"
     run(vitedge + ["bench", *(str(path("default", f, p)) for f in ("tflite", "onnx") for p in PRECISIONS),
@@ -174,7 +177,7 @@ def main() -> int:
     print(format_table(["model", "format", "int8", "fp32 p50 ms", "int8 p50 ms", "speed-up", "bar", "kernels/bound",
                         "size", "top-1 (full test split)", "verdict"], table, right=range(3, 9)))
     print(f"*: the best int8 artifact of its model and format, which the verdict judges. "
-          f"speed: one `vitedge bench` run of {len(every)} artifacts, {args.threads} threads, batch 1, {args.runs} runs each; "
+          f"speed: one `vitedge bench` run of {len(every)} artifacts, {args.threads} threads, batch 1, {args.rounds} alternating rounds x {args.runs} runs each; "
           f"top-1: {rows[0].get('test_images')} test images; kernels/bound: int8 vs fp32 matrix-multiply kernels on "
           f"the model's shapes, and the whole-model speed-up they allow (bar = 90% of it when below 1.25x)")
     print(f"load average after: {load()} (before: see above); {time.time() - started:.0f} s")

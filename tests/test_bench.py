@@ -258,3 +258,14 @@ def test_limit_is_class_balanced_and_repeatable():
     few = limit_data(data, 20)  # class c has only 5: the others fill in
     assert np.bincount(few.targets, minlength=3).tolist() == [8, 7, 5]
     assert len(limit_data(data, 1000)) == len(targets)
+
+
+def test_rounds_pool_the_timed_runs_of_fresh_processes(tiny_artifacts):
+    proc = run_cli("bench", tiny_artifacts[("onnx", "dynamic")], tiny_artifacts[("tflite", "fp32")], "--warmup", "1",
+                   "--runs", "5", "--rounds", "3", "--threads", "1", "--limit", "4", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["settings"]["rounds"] == 3 and "in each of 3 alternating rounds" in proc.stderr
+    for row in report["rows"]:
+        assert row["status"] == "ok" and row["runs"] == 5 and row["timed_runs"] == 15, row
+        assert row["p50_ms"] > 0

@@ -42,6 +42,7 @@ class Settings:
     batch: int = 1
     warmup: int = 10
     runs: int = 100
+    rounds: int = 1  # latency rounds; rounds after the first alternate the artifacts' order
     limit: int | None = None
     provider: str | None = None
     timeout: float = 900.0
@@ -322,8 +323,10 @@ def prepare_all_inputs(data: BenchData, rows: list[Row], settings: Settings, tmp
 def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, count: int) -> None:
     todo = [r for r in rows if r.error is None]
     steps = 1 + settings.warmup + settings.runs + -(-count // settings.batch)
+    timing_steps = 1 + settings.warmup + settings.runs
     label = f"benchmarking {todo[0].name}" if todo else "benchmarking"
-    with _progressbar(settings.progress, steps * len(todo), label) as bar:
+    total = (steps + (settings.rounds - 1) * timing_steps) * len(todo)
+    with _progressbar(settings.progress, total, label) as bar:
         for i, r in enumerate(todo):
             if bar is not None and i:
                 bar.label = f"benchmarking {r.name}"
@@ -345,6 +348,24 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
                 continue
             r.measured = {k: v for k, v in reply.items() if k != "event"}
             r.scores = np.load(job["scores"])
+        # --rounds: more timed runs of every artifact, each in a fresh process, in alternating
+        # order (B A, A B, ...), so a burst of other work on a shared machine spreads over all
+        # rows instead of landing on one; the latency figures pool every round.
+        for rnd in range(1, settings.rounds):
+            order = [r for r in (todo[::-1] if rnd % 2 else todo) if r.error is None]
+            for r in order:
+                if bar is not None:
+                    bar.label = f"timing round {rnd + 1}/{settings.rounds}: {r.name}"
+                job = {**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)],
+                       "batch": settings.batch, "warmup": settings.warmup, "runs": settings.runs,
+                       "timing_only": True}
+                reply = run_worker(job, settings.timeout, tmp / f"round{rnd}.err")
+                if bar is not None:
+                    bar.update(timing_steps)
+                if reply["event"] == "error":
+                    r.fail(reply["stage"], reply["message"])
+                    continue
+                r.measured["times_ms"] = r.measured["times_ms"] + reply["times_ms"]
 
 
 def score_kind(row: Row) -> str:
@@ -367,7 +388,8 @@ def figures(row: Row, data: BenchData, settings: Settings) -> dict:
         "agreement_top1": None, "mean_abs_diff": None, "max_abs_diff": None, "diff_space": None,
         "load_ms": row.measured.get("load_ms"), "first_inference_ms": row.measured.get("first_inference_ms"),
         "threads": settings.threads, "batch": settings.batch, "model_batch": row.measured.get("model_batch"),
-        "warmup": settings.warmup, "runs": settings.runs,
+        "warmup": settings.warmup, "runs": settings.runs, "rounds": settings.rounds,
+        "timed_runs": len(row.measured.get("times_ms", [])),
     }
     out["size_mb"] = out["size_bytes"] / 1e6 if out["size_bytes"] is not None else None
     out.update({k: None for k in ("mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms", "images_per_s")})

@@ -21,6 +21,9 @@ from ..errors import UsageError, VitedgeError
               help="Untimed runs after the first inference.")
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, metavar="R",
               help="Timed runs (latency percentiles come from these).")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeat the timed runs in N rounds, each artifact in a fresh process, the order alternating "
+                   "(robust ratios on a shared machine); latency pools all rounds.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
               help="Images per run (timed runs and the accuracy pass).")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="ARTIFACT",
@@ -35,7 +38,7 @@ from ..errors import UsageError, VitedgeError
 @click.option("--plot", "plot_file", default=None, metavar="FILE.png",
               help="Draw accuracy (or agreement) against p50 latency, Pareto front marked (needs matplotlib).")
 @click.option("--force", is_flag=True, help="Overwrite the --json/--csv/--plot files if they exist.")
-def bench(artifacts, data_dir, limit, threads, warmup, runs, batch, reference, provider, timeout,
+def bench(artifacts, data_dir, limit, threads, warmup, runs, rounds, batch, reference, provider, timeout,
           json_file, csv_file, plot_file, force):
     """Measure accuracy, agreement and latency of every artifact, side by side.
 
@@ -67,7 +70,7 @@ def bench(artifacts, data_dir, limit, threads, warmup, runs, batch, reference, p
             raise UsageError(f"--plot {plot_file}: must end in .png")
         check_matplotlib()
 
-    settings = Settings(threads=threads or default_threads(), batch=batch, warmup=warmup, runs=runs, limit=limit,
+    settings = Settings(threads=threads or default_threads(), batch=batch, warmup=warmup, runs=runs, rounds=rounds, limit=limit,
                         provider=provider, timeout=timeout, progress=sys.stderr.isatty())
     report = build_report(run_bench(list(artifacts), data_dir, settings, reference), settings, data_dir)
 
