@@ -86,6 +86,24 @@ def tiny_model(tmp_path_factory, tiny_config):
 
 
 @pytest.fixture(scope="session")
+def calib(calib_dir, tiny_config):
+    """The calibration set export uses for `tiny_model` (every image of `calib_dir`)."""
+    from vitedge.calibration import load_calibration
+    from vitedge.preprocess import Preprocessing
+
+    return load_calibration(calib_dir, None, tiny_config.image_size, Preprocessing())
+
+
+@pytest.fixture(scope="session")
+def keras_logits(tiny_model, calib):
+    """`tiny_model`'s Keras logits on `calib`: the reference exported files are compared with."""
+    from vitedge.modelfile import load_model
+
+    model, _ = load_model(tiny_model)
+    return model.predict(calib.images, verbose=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory, tiny_model, calib_dir):
     """{(format, precision): Path} for every precision of `tiny_model`, exported once.
 

@@ -39,19 +39,6 @@ def artifacts(tiny_artifacts, tiny_model, calib_dir, tmp_path_factory):
     return found
 
 
-@pytest.fixture(scope="module")
-def calib(calib_dir, tiny_config):
-    return load_calibration(calib_dir, None, tiny_config.image_size, Preprocessing())
-
-
-@pytest.fixture(scope="module")
-def keras_logits(tiny_model, calib):
-    from vitedge.modelfile import load_model
-
-    model, _ = load_model(tiny_model)
-    return model.predict(calib.images, verbose=0)
-
-
 def _tflite_tensors(path):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 

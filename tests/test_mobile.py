@@ -59,21 +59,6 @@ def images(tmp_path_factory):
     return [p for p in paths if p.suffix == ".png"]
 
 
-@pytest.fixture(scope="module")
-def calib(calib_dir, tiny_config):
-    from vitedge.calibration import load_calibration
-
-    return load_calibration(calib_dir, None, tiny_config.image_size, Preprocessing())
-
-
-@pytest.fixture(scope="module")
-def keras_logits(tiny_model, calib):
-    from vitedge.modelfile import load_model
-
-    model, _ = load_model(tiny_model)
-    return model.predict(calib.images, verbose=0)
-
-
 def _predict_json(model, images, k=5):
     proc = run_cli("predict", *images, "--model", model, "-k", k, "--json")
     assert proc.returncode == 0, proc.stderr

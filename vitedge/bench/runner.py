@@ -322,8 +322,12 @@ def prepare_all_inputs(data: BenchData, rows: list[Row], settings: Settings, tmp
 
 def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, count: int) -> None:
     todo = [r for r in rows if r.error is None]
-    steps = 1 + settings.warmup + settings.runs + -(-count // settings.batch)
     timing_steps = 1 + settings.warmup + settings.runs
+    steps = timing_steps + -(-count // settings.batch)  # the first round also scores every image
+
+    def timed_job(r: Row) -> dict:
+        return {**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)], "batch": settings.batch,
+                "warmup": settings.warmup, "runs": settings.runs}
     label = f"benchmarking {todo[0].name}" if todo else "benchmarking"
     total = (steps + (settings.rounds - 1) * timing_steps) * len(todo)
     with _progressbar(settings.progress, total, label) as bar:
@@ -338,8 +342,7 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
                     bar.update(done - seen)
                     seen = done
 
-            job = {**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)], "batch": settings.batch,
-                   "warmup": settings.warmup, "runs": settings.runs, "scores": str(tmp / f"scores{i}.npy")}
+            job = {**timed_job(r), "scores": str(tmp / f"scores{i}.npy")}
             reply = run_worker(job, settings.timeout, tmp / f"worker{i}.err", on_progress)
             if bar is not None:
                 bar.update(steps - seen)
@@ -356,10 +359,7 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
             for r in order:
                 if bar is not None:
                     bar.label = f"timing round {rnd + 1}/{settings.rounds}: {r.name}"
-                job = {**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)],
-                       "batch": settings.batch, "warmup": settings.warmup, "runs": settings.runs,
-                       "timing_only": True}
-                reply = run_worker(job, settings.timeout, tmp / f"round{rnd}.err")
+                reply = run_worker({**timed_job(r), "timing_only": True}, settings.timeout, tmp / f"round{rnd}.err")
                 if bar is not None:
                     bar.update(timing_steps)
                 if reply["event"] == "error":
