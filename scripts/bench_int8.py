@@ -72,8 +72,8 @@ def main() -> int:
     ap.add_argument("--out", default="results/int8")
     ap.add_argument("--target", default="x86", choices=["x86", "arm64"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=100, help="timed runs per artifact per round in the speed bench")
-    ap.add_argument("--rounds", type=int, default=4,
+    ap.add_argument("--runs", type=int, default=40, help="timed runs per artifact per round in the speed bench")
+    ap.add_argument("--rounds", type=int, default=12,
                     help="alternating rounds of the speed bench (each artifact in a fresh process each round)")
     ap.add_argument("--skip-export", action="store_true", help="reuse the artifacts already in OUT/artifacts")
     ap.add_argument("--no-bounds", action="store_true", help="skip the kernel measurement (bars stay 1.25x)")
@@ -128,9 +128,9 @@ def main() -> int:
         configs = {"default": read_spec(model).config, "vit-ti16": variant_config("vit-ti16")}
         for key, fmt in pairs:
             print(f"kernel bound: {key} {fmt}", file=sys.stderr, flush=True)
-            runs = 30 if key == "vit-ti16" else 200
+            runs = 15 if key == "vit-ti16" else 200
             bounds[(key, fmt)] = measure_bound(fmt, configs[key], path(key, fmt, "fp32"), threads=args.threads,
-                                               rounds=4, runs=runs, target=args.target)
+                                               rounds=args.rounds, runs=runs, target=args.target)
 
     rows, failures = [], []
     candidates = []

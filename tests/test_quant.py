@@ -256,6 +256,19 @@ def test_bad_int8_options_are_one_line_errors(tiny_model, calib_dir, tmp_path, a
 
 
 # ------------------------------------------------------------------------- kernels ----
+def test_onnx_kernel_stack_quantizes_every_multiplys_input_like_the_model(tmp_path, tiny_config):
+    """A shared input would be quantized once for many multiplies and flatter int8 (the bound)."""
+    import onnx
+
+    from vitedge.quant.kernels import matmul_shapes, onnx_matmul_models
+
+    fp32, int8 = onnx_matmul_models(tiny_config, tmp_path)
+    ops = [n.op_type for n in onnx.load(str(int8)).graph.node]
+    count = len(matmul_shapes(tiny_config))
+    assert len(onnx.load(str(fp32)).graph.input) == count
+    assert ops.count("DynamicQuantizeLinear") == count and ops.count("MatMulInteger") == count, ops
+
+
 def test_kernel_bound_times_the_models_own_matmul_shapes(tiny_artifacts, tiny_config):
     from vitedge.quant.kernels import matmul_shapes, measure_bound
 

@@ -126,17 +126,16 @@ def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = Tr
     from ..export.quiet import captured_stderr
 
     shapes = matmul_shapes(config)
-    inputs = _inputs(shapes)
-    names = {shape: f"x_{shape[0]}x{shape[1]}" for shape in inputs}
-    nodes, inits, outputs = [], [], []
+    # One input per multiply, as in the model: the quantizer quantizes each input tensor once,
+    # so a shared input would quantize once for a dozen multiplies and flatter int8.
+    nodes, inits, inputs, outputs = [], [], [], []
     for i, ((rows, k, m), (w, b)) in enumerate(zip(shapes, _weights(shapes), strict=True)):
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes += [helper.make_node("MatMul", [names[(rows, k)], f"w{i}"], [f"mm{i}"], name=f"matmul{i}"),
+        nodes += [helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"mm{i}"], name=f"matmul{i}"),
                   helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"y{i}"], name=f"add{i}")]
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [1, rows, k]))
         outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, rows, m]))
-    graph = helper.make_graph(nodes, "matmuls",
-                              [helper.make_tensor_value_info(names[s], TensorProto.FLOAT, [1, *s]) for s in inputs],
-                              outputs, inits)
+    graph = helper.make_graph(nodes, "matmuls", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     fp32 = workdir / "matmuls_fp32.onnx"
     int8 = workdir / "matmuls_int8.onnx"
