@@ -98,7 +98,8 @@ def test_tflite_int8_weights_and_activations_are_int8(artifacts):
     # The default int8 recipe ("fc", docs/quantization.md): matrix multiplies int8, calibrated.
     interpreter = _tflite_tensors(artifacts[("tflite", "int8")])
     assert _weight_dtypes(interpreter, "FULLY_CONNECTED") == {"int8"}
-    assert _weight_dtypes(interpreter, "CONV_2D") == {"int8"}
+    # x86 (the default target): the patch-embedding conv stays float, XNNPACK's int8 one was slower.
+    assert _weight_dtypes(interpreter, "CONV_2D") == {"float32"}
     ops = interpreter._get_ops_details()
     tensors = interpreter.get_tensor_details()
     fc_out = {np.dtype(tensors[op["outputs"][0]]["dtype"]).name for op in ops if op["op_name"] == "FULLY_CONNECTED"}

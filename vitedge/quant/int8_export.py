@@ -97,7 +97,8 @@ class TfliteBuilder:
         else:
             if self._calibrated is None:
                 self._calibrated = tflite_quant.calibrate(self.saved_model, self.calibration, self.batch)
-            flatbuffer, record = tflite_quant.quantize_calibrated(self._calibrated, recipe, exclude)
+            flatbuffer, record = tflite_quant.quantize_calibrated(self._calibrated, recipe, exclude,
+                                                                   target=self.target)
             record["representative_images"] = int(len(self.calibration))
         path.write_bytes(flatbuffer)
         return {**record, "target": self.target}

@@ -32,7 +32,8 @@ _ALL = [
     Recipe("tflite", "dynamic",
            "dynamic-range int8: int8 weights, XNNPACK quantizes activations per call (QD8 kernels)", False, False),
     Recipe("tflite", "fc",
-           "selective full int8: FULLY_CONNECTED/CONV_2D int8 (calibrated activations, per-tensor weights); LayerNorm, GELU, Softmax, "
+           "selective full int8: FULLY_CONNECTED int8 (and CONV_2D on arm64; calibrated activations, per-tensor "
+           "weights); patch-embedding CONV_2D on x86, LayerNorm, GELU, Softmax, "
            "attention BATCH_MATMULs and residual ADDs float", True, True),
     Recipe("tflite", "full",
            "every op int8 (the textbook recipe; int8 input/output possible with --int8-io)", True, True),

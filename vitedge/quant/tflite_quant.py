@@ -2,9 +2,9 @@
 
   * "dynamic": dynamic-range int8 (int8 weights; XNNPACK quantizes activations per call,
     its QD8 kernels); no calibration.
-  * "fc":      selective full int8: FULLY_CONNECTED and CONV_2D run int8 (calibrated activation
-    ranges, per-channel weights); LayerNorm, GELU, Softmax, attention's BATCH_MATMULs, residual
-    ADDs and reshapes stay float, with QUANTIZE/DEQUANTIZE at the borders. Built with the MLIR
+  * "fc":      selective full int8: FULLY_CONNECTED runs int8 (calibrated activation ranges,
+    per-tensor weights), and CONV_2D too on arm64; LayerNorm, GELU, Softmax, attention's
+    BATCH_MATMULs, residual ADDs and reshapes stay float, with QUANTIZE/DEQUANTIZE at the borders. Built with the MLIR
     quantizer's denylist, the API behind tf.lite.experimental.QuantizationDebugger.
   * "full":    every op int8 (TFLITE_BUILTINS_INT8), the textbook recipe; needed for --int8-io.
 
@@ -20,7 +20,12 @@ import numpy as np
 
 from ..errors import VitedgeError
 
-INT8_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+INT8_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")  # the weight-bearing ops
+# Which of them "fc" makes int8, per target. x86 (AVX2, no VNNI): XNNPACK's int8 CONV_2D with
+# the patch embedding's PxP stride-P kernel was 1.5x (28x28) to 2.7x (ViT-Ti) slower than its
+# float one (`vitedge profile`), so the patch embedding stays float there. arm64 keeps it int8:
+# not measured on a device; its dot-product int8 kernels are the reason to quantize at all.
+FC_INT8_OPS = {"x86": ("FULLY_CONNECTED",), "arm64": INT8_OPS}
 BORDER_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 
@@ -90,7 +95,7 @@ def quantizable_layers(calibrated: bytes) -> list[str]:
 
 
 def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tuple = (),
-                        per_channel: bool | None = None) -> tuple[bytes, dict]:
+                        per_channel: bool | None = None, target: str = "x86") -> tuple[bytes, dict]:
     """"fc" or "full" from a calibrated model; float I/O; layers in `exclude` stay float.
 
     "fc" uses per-tensor weight scales by default: as fast and as accurate as per-channel on
@@ -105,9 +110,10 @@ def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tup
         per_channel = recipe != "fc"
 
     if recipe == "fc":
-        denied = [t for t in op_types(calibrated) if t not in INT8_OPS + BORDER_OPS]
+        int8_ops = FC_INT8_OPS[target]
+        denied = [t for t in op_types(calibrated) if t not in int8_ops + BORDER_OPS]
     elif recipe == "full":
-        denied = []
+        int8_ops, denied = "all", []
     else:
         raise VitedgeError(f"unknown TFLite static int8 recipe {recipe!r}")
     with captured_stderr() as log:
@@ -120,6 +126,6 @@ def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tup
             raise VitedgeError(f"TFLite int8 ({recipe}) quantization failed: {detail}") from None
     record = {"recipe": recipe, "quantizer": "tf.lite mlir_quantize (QuantizationDebugger route)",
               "weights": "int8 per channel" if per_channel else "int8 per tensor",
-              "activations": "int8 (calibrated)", "int8_ops": list(INT8_OPS) if recipe == "fc" else "all",
+              "activations": "int8 (calibrated)", "int8_ops": list(int8_ops) if recipe == "fc" else "all",
               "float_ops": denied, "float_layers": list(exclude)}
     return bytes(flatbuffer), record
