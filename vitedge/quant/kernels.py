@@ -4,8 +4,8 @@ A ViT's int8 gain can only come from its weight-bearing matrix multiplies (every
 stays float in the fast recipes). This builds, for one ViT configuration, a model made of
 exactly those multiplies, at the model's own shapes and counts (per block QKV D->3D,
 projection D->D, MLP D->M and M->D on N tokens; patch embedding; head), in fp32 and in int8,
-and times them with the whole fp32 artifact in one run (vitedge.quant.timing: alternating
-rounds, each model in its own process):
+and times them with the whole fp32 artifact in one run (ONNX Runtime: vitedge.quant.timing,
+alternating rounds, each model in its own process; LiteRT: one process, turns of ~5 ms):
 
     bound = T_fp32 / (T_fp32 - T_matmul_fp32 + T_matmul_int8)
 
@@ -179,5 +179,37 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
                 path.write_bytes(content)
         else:
             fp32, int8 = onnx_matmul_models(config, Path(work), reduce_range=target == "x86")
-        whole, f32, i8 = interleaved([whole_fp32, fp32, int8], threads=threads, rounds=rounds, runs=runs, raw=True)
-    return Bound(fmt, whole.p50_ms, f32.p50_ms, i8.p50_ms)
+        if fmt == "tflite":
+            whole, f32, i8 = _alternating_in_one_process([whole_fp32, fp32, int8], threads, rounds * runs)
+        else:
+            whole, f32, i8 = (t.p50_ms for t in interleaved([whole_fp32, fp32, int8], threads=threads, rounds=rounds,
+                                                             runs=runs, raw=True))
+    return Bound(fmt, whole, f32, i8)
+
+
+def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: float = 5.0) -> list[float]:
+    """p50 ms of each model, timed in blocks of a few ms that take turns, all in this process.
+
+    For LiteRT only: its XNNPACK thread pools do not disturb each other (ONNX Runtime's do, so
+    it keeps one process per model). Turns of ~5 ms follow this shared machine's load, which
+    moves over seconds, far closer than rounds of fresh processes can: the bound is a small
+    difference of two stack times, and the default model's moved 0.98-1.33x between runs."""
+    import time
+
+    runners = [_runner(p, threads) for p in paths]
+    costs = []
+    for run in runners:
+        for _ in range(5):
+            run()
+        start = time.perf_counter()
+        run()
+        costs.append(max(1e-6, time.perf_counter() - start))
+    per_block = [max(1, int(block_ms / 1e3 / c)) for c in costs]
+    times: list[list[float]] = [[] for _ in paths]
+    while min(len(t) for t in times) < runs:
+        for run, n, out in zip(runners, per_block, times, strict=True):
+            for _ in range(n):
+                start = time.perf_counter()
+                run()
+                out.append((time.perf_counter() - start) * 1e3)
+    return [float(np.median(t)) for t in times]
