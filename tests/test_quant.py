@@ -275,6 +275,23 @@ def test_onnx_kernel_stack_quantizes_every_multiplys_input_like_the_model(tmp_pa
     assert ops.count("DynamicQuantizeLinear") == count and ops.count("MatMulInteger") == count, ops
 
 
+def test_onnx_kernel_stack_has_a_bias_and_a_dynamic_batch_only_as_the_model_does(tmp_path, tiny_config):
+    """fp32 pays a separate bias Add that int8 fuses for free, and a fixed batch lets ONNX
+    Runtime make Gemms the model never gets: both flattered int8 when the model lacked them."""
+    import onnx
+
+    from vitedge.quant.kernels import has_matmul_bias, onnx_matmul_models
+
+    for bias in (True, False):
+        work = tmp_path / str(bias)
+        work.mkdir()
+        fp32, _ = onnx_matmul_models(tiny_config, work, bias=bias)
+        graph = onnx.load(str(fp32)).graph
+        assert any(n.op_type == "Add" for n in graph.node) is bias
+        assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+        assert has_matmul_bias(fp32) is bias
+
+
 def test_kernel_bound_times_the_models_own_matmul_shapes(tiny_artifacts, tiny_config):
     from vitedge.quant.kernels import matmul_shapes, measure_bound
 

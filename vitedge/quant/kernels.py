@@ -16,7 +16,9 @@ of the bound (docs/quantization.md).
   * LiteRT: FULLY_CONNECTED fp32 vs int8 (int8 input/output: the pure int8 kernel, no
     QUANTIZE/DEQUANTIZE), XNNPACK, fixed batch 1; built with TensorFlow's converter.
   * ONNX Runtime: MatMul fp32 vs the dynamic recipe's DynamicQuantizeMatMul (activation
-    quantization included, as it runs in the model); no TensorFlow needed.
+    quantization included, as it runs in the model), the stack built like the artifact's graph
+    (its own input per multiply, dynamic batch, bias Adds only if the model has them); no
+    TensorFlow needed.
 """
 
 from __future__ import annotations
@@ -117,8 +119,16 @@ def tflite_matmul_models(config: ViTConfig) -> tuple[bytes, bytes]:
 
 
 # ----------------------------------------------------------------------------- ONNX ----
-def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = True) -> tuple[Path, Path]:
-    """(fp32, dynamic int8) MatMul stacks of the ViT's shapes, as the dynamic recipe quantizes them."""
+def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = True,
+                       bias: bool = True) -> tuple[Path, Path]:
+    """(fp32, dynamic int8) MatMul stacks of the ViT's shapes, as the dynamic recipe quantizes them.
+
+    Built like the artifact's own graph, because ONNX Runtime times these details differently:
+    one input per multiply (the quantizer quantizes each input tensor once; a shared input
+    quantized once for a dozen multiplies and flattered int8), a dynamic batch dimension (with
+    a fixed one ONNX Runtime turns MatMul + Add into Gemm, which the model never gets), and a
+    bias Add only if the model has them (`bias`; see `has_matmul_bias`): int8 fuses the bias
+    for free, fp32 pays a separate Add, so a bias the model lacks flattered int8 too."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -126,15 +136,17 @@ def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = Tr
     from ..export.quiet import captured_stderr
 
     shapes = matmul_shapes(config)
-    # One input per multiply, as in the model: the quantizer quantizes each input tensor once,
-    # so a shared input would quantize once for a dozen multiplies and flatter int8.
     nodes, inits, inputs, outputs = [], [], [], []
     for i, ((rows, k, m), (w, b)) in enumerate(zip(shapes, _weights(shapes), strict=True)):
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes += [helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"mm{i}"], name=f"matmul{i}"),
-                  helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"y{i}"], name=f"add{i}")]
-        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [1, rows, k]))
-        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, rows, m]))
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        if bias:
+            inits.append(numpy_helper.from_array(b, f"b{i}"))
+            nodes += [helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"mm{i}"], name=f"matmul{i}"),
+                      helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"y{i}"], name=f"add{i}")]
+        else:
+            nodes.append(helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"y{i}"], name=f"matmul{i}"))
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, ["batch", rows, k]))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, ["batch", rows, m]))
     graph = helper.make_graph(nodes, "matmuls", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     fp32 = workdir / "matmuls_fp32.onnx"
@@ -144,6 +156,23 @@ def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = Tr
         quantize_dynamic(str(fp32), str(int8), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
                          reduce_range=reduce_range)
     return fp32, int8
+
+
+def has_matmul_bias(onnx_path) -> bool:
+    """Whether most weight MatMuls of an fp32 ONNX artifact are followed by a bias Add (tf2onnx
+    drops all-zero biases, as a ViT with random weights has)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    users: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    matmuls = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    biased = [n for n in matmuls if any(u.op_type == "Add" and set(u.input) & weights
+                                        for u in users.get(n.output[0], []))]
+    return bool(matmuls) and 2 * len(biased) > len(matmuls)
 
 
 # --------------------------------------------------------------------------- timing ----
@@ -178,7 +207,8 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
             for path, content in zip((fp32, int8), tflite_matmul_models(config), strict=True):
                 path.write_bytes(content)
         else:
-            fp32, int8 = onnx_matmul_models(config, Path(work), reduce_range=target == "x86")
+            fp32, int8 = onnx_matmul_models(config, Path(work), reduce_range=target == "x86",
+                                            bias=has_matmul_bias(whole_fp32))
         if fmt == "tflite":
             whole, f32, i8 = _alternating_in_one_process([whole_fp32, fp32, int8], threads, rounds * runs)
         else:
