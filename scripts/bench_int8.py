@@ -72,8 +72,8 @@ def main() -> int:
     ap.add_argument("--out", default="results/int8")
     ap.add_argument("--target", default="x86", choices=["x86", "arm64"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=40, help="timed runs per artifact per round in the speed bench")
-    ap.add_argument("--rounds", type=int, default=12,
+    ap.add_argument("--runs", type=int, default=30, help="timed runs per artifact per round in the speed bench")
+    ap.add_argument("--rounds", type=int, default=20,
                     help="alternating rounds of the speed bench (each artifact in a fresh process each round)")
     ap.add_argument("--skip-export", action="store_true", help="reuse the artifacts already in OUT/artifacts")
     ap.add_argument("--no-bounds", action="store_true", help="skip the kernel measurement (bars stay 1.25x)")
