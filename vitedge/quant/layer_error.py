@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VitedgeError
-
-TFLITE_LAYER_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+from .tflite_quant import (
+    INT8_OPS as TFLITE_LAYER_OPS,  # the weight-bearing ops (no TensorFlow import)
+)
 
 
 @dataclass

@@ -4,8 +4,9 @@
     its QD8 kernels); no calibration.
   * "fc":      selective full int8: FULLY_CONNECTED runs int8 (calibrated activation ranges,
     per-tensor weights), and CONV_2D too on arm64; LayerNorm, GELU, Softmax, attention's
-    BATCH_MATMULs, residual ADDs and reshapes stay float, with QUANTIZE/DEQUANTIZE at the borders. Built with the MLIR
-    quantizer's denylist, the API behind tf.lite.experimental.QuantizationDebugger.
+    BATCH_MATMULs, residual ADDs and reshapes stay float, with QUANTIZE/DEQUANTIZE at the
+    borders. Built with the MLIR quantizer's denylist, the API behind
+    tf.lite.experimental.QuantizationDebugger.
   * "full":    every op int8 (TFLITE_BUILTINS_INT8), the textbook recipe; needed for --int8-io.
 
 Static recipes calibrate once (`calibrate`) and quantize from the calibrated model as often as
@@ -83,17 +84,6 @@ def op_types(flatbuffer: bytes) -> list[str]:
     return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # noqa: SLF001
 
 
-def quantizable_layers(calibrated: bytes) -> list[str]:
-    """Output tensor names of the ops the "fc" recipe runs in int8 (what `exclude` can name)."""
-    from ..runtime.litert import interpreter_module
-
-    mod, _ = interpreter_module()
-    interpreter = mod.Interpreter(model_content=calibrated)
-    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    return [names[op["outputs"][0]] for op in interpreter._get_ops_details()  # noqa: SLF001
-            if op["op_name"] in INT8_OPS]
-
-
 def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tuple = (),
                         per_channel: bool | None = None, target: str = "x86") -> tuple[bytes, dict]:
     """"fc" or "full" from a calibrated model; float I/O; layers in `exclude` stay float.
@@ -110,8 +100,8 @@ def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tup
         per_channel = recipe != "fc"
 
     if recipe == "fc":
-        int8_ops = FC_INT8_OPS[target]
-        denied = [t for t in op_types(calibrated) if t not in int8_ops + BORDER_OPS]
+        int8_ops = list(FC_INT8_OPS[target])
+        denied = [t for t in op_types(calibrated) if t not in int8_ops + list(BORDER_OPS)]
     elif recipe == "full":
         int8_ops, denied = "all", []
     else:
@@ -126,6 +116,6 @@ def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tup
             raise VitedgeError(f"TFLite int8 ({recipe}) quantization failed: {detail}") from None
     record = {"recipe": recipe, "quantizer": "tf.lite mlir_quantize (QuantizationDebugger route)",
               "weights": "int8 per channel" if per_channel else "int8 per tensor",
-              "activations": "int8 (calibrated)", "int8_ops": list(int8_ops) if recipe == "fc" else "all",
+              "activations": "int8 (calibrated)", "int8_ops": int8_ops,
               "float_ops": denied, "float_layers": list(exclude)}
     return bytes(flatbuffer), record
