@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ from PIL import Image
 from vitedge.artifact import read_metadata
 from vitedge.bench.dataset import BenchData, limit_data
 from vitedge.bench.report import COLUMNS
-from vitedge.bench.runner import class_targets
-from vitedge.bench.stats import latency_summary, pareto_front
+from vitedge.bench.runner import Row, choose_references, class_targets, reference_groups
+from vitedge.bench.stats import latency_summary, paired_speedup, pareto_front
 from vitedge.preprocess import Preprocessing, preprocess_image
 from vitedge.runtime import load_runtime
 
@@ -268,4 +269,37 @@ def test_rounds_pool_the_timed_runs_of_fresh_processes(tiny_artifacts):
     assert report["settings"]["rounds"] == 3 and "in each of 3 alternating rounds" in proc.stderr
     for row in report["rows"]:
         assert row["status"] == "ok" and row["runs"] == 5 and row["timed_runs"] == 15, row
-        assert row["p50_ms"] > 0
+        assert row["p50_ms"] > 0 and len(row["round_p50_ms"]) == 3
+    dynamic, fp32 = report["rows"]
+    assert fp32["speedup"] == 1.0  # its own reference
+    ratios = [a / b for a, b in zip(fp32["round_p50_ms"], dynamic["round_p50_ms"], strict=True)]
+    assert dynamic["reference"] == fp32["artifact"] and dynamic["speedup"] == pytest.approx(float(np.median(ratios)))
+    assert "median of the per-round ratios" in proc.stderr
+
+
+def test_speedup_is_the_median_of_paired_round_ratios():
+    # the machine slows down in rounds 2 and 3: pooled p50s (5 vs 5) would call it a tie
+    ref, row = [10.0, 20.0, 20.0, 10.0], [5.0, 10.0, 10.0, 5.0]
+    got = paired_speedup(ref, row)
+    assert got["speedup"] == 2.0 and got["speedup_iqr"] == [2.0, 2.0]
+    assert paired_speedup([4.0, 4.0, 8.0], [2.0, 4.0, 4.0])["speedup"] == 2.0
+    assert paired_speedup([1.0, 2.0], [1.0]) == {} and paired_speedup(None, [1.0]) == {}
+
+
+def _row(name, fmt, precision, model):
+    return Row(path=Path(name), name=name, format=fmt,
+               metadata={"precision": precision, "source": {"model_sha256": model, "variant": "custom"}})
+
+
+def test_each_artifact_is_compared_with_the_fp32_file_of_its_own_model_and_format():
+    rows = [_row(*spec) for spec in [("a_fp32.onnx", "onnx", "fp32", "A"), ("b_int8.onnx", "onnx", "int8", "B"),
+                                     ("b_fp32.onnx", "onnx", "fp32", "B"), ("a_int8.onnx", "onnx", "int8", "A"),
+                                     ("a_fp32.tflite", "tflite", "fp32", "A"), ("c_int8.onnx", "onnx", "int8", "C")]]
+    choose_references(rows, None)
+    names = {r.name: r.reference.name for r in rows}
+    assert names == {"a_fp32.onnx": "a_fp32.onnx", "b_int8.onnx": "b_fp32.onnx", "b_fp32.onnx": "b_fp32.onnx",
+                     "a_int8.onnx": "a_fp32.onnx", "a_fp32.tflite": "a_fp32.tflite",
+                     "c_int8.onnx": "a_fp32.onnx"}  # no fp32 of model C: the format's first
+    # timed in groups, each reference next to the rows compared with it
+    assert [r.name for r in reference_groups(rows)] == ["a_fp32.onnx", "a_int8.onnx", "c_int8.onnx", "b_fp32.onnx",
+                                                       "b_int8.onnx", "a_fp32.tflite"]

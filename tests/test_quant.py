@@ -230,7 +230,9 @@ def test_int8_auto_times_the_recipes_and_says_why(tiny_model, fragile_calib, tmp
     selection = result.recipe["selection"]
     assert selection["mode"] == "auto" and {c["recipe"] for c in selection["candidates"]} == {"dynamic", "qdq"}
     chosen = next(c for c in selection["candidates"] if c["recipe"] == selection["chosen"])
-    assert chosen["met"] and chosen["p50_ms"] == min(c["p50_ms"] for c in selection["candidates"] if c["met"])
+    # the fastest: the largest speed-up over fp32 (median of per-round ratios, timed together)
+    assert chosen["met"] and chosen["speedup_vs_fp32"] == max(c["speedup_vs_fp32"] for c in selection["candidates"]
+                                                              if c["met"])
     line = next(line for line in said if "int8 auto" in line)
     assert "fp32" in line and f"-> {selection['chosen']}" in line
 
@@ -302,3 +304,15 @@ def test_kernel_bound_times_the_models_own_matmul_shapes(tiny_artifacts, tiny_co
         figures = bound.to_dict()
         assert all(figures[k] > 0 for k in ("whole_fp32_ms", "matmul_fp32_ms", "matmul_int8_ms", "bound")), figures
         assert json.dumps(figures)
+        if fmt == "onnx":  # timed in rounds: the ratios are medians of per-round ratios
+            assert len(bound.rounds) == 2 and all(len(r) == 3 for r in bound.rounds)
+
+
+def test_bound_from_rounds_is_the_median_of_per_round_bounds():
+    from vitedge.quant.kernels import Bound, amdahl_bound
+
+    assert amdahl_bound(10.0, 6.0, 2.0) == 10.0 / 6.0  # 4 ms of other work + 2 ms of int8 multiplies
+    # round 2 ran on a slower machine state: everything took twice as long; the ratios stand
+    bound = Bound("onnx", 15.0, 9.0, 3.0, rounds=[(10.0, 6.0, 2.0), (20.0, 12.0, 4.0), (10.0, 6.0, 3.0)])
+    assert bound.bound == pytest.approx(10.0 / 6.0) and bound.kernel_speedup == pytest.approx(3.0)
+    assert Bound("onnx", 10.0, 6.0, 3.0).bound == pytest.approx(10.0 / 7.0)

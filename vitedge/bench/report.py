@@ -18,10 +18,10 @@ from ..table import format_table
 COLUMNS = [
     ("artifact", "artifact"), ("runtime", "runtime"), ("precision", "precision"), ("size MB", "size_mb"),
     ("top-1", "top1"), ("Δ top-1 vs fp32", "delta_top1"), ("agreement", "agreement_top1"),
-    ("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"), ("images/s", "images_per_s"), ("peak MB", "peak_rss_mb"),
+    ("p50 ms", "p50_ms"), ("speed-up", "speedup"), ("p90 ms", "p90_ms"), ("images/s", "images_per_s"), ("peak MB", "peak_rss_mb"),
     ("status", "status"),
 ]
-NUMERIC = {"size_mb", "top1", "delta_top1", "agreement_top1", "p50_ms", "p90_ms", "images_per_s", "peak_rss_mb"}
+NUMERIC = {"size_mb", "top1", "delta_top1", "agreement_top1", "p50_ms", "speedup", "p90_ms", "images_per_s", "peak_rss_mb"}
 PACKAGES = ("onnxruntime", "ai-edge-litert", "tflite-runtime", "tensorflow", "tensorflow-cpu", "keras", "numpy", "pillow")
 STATUS_WIDTH = 60
 
@@ -94,7 +94,7 @@ def cell(row: dict, key: str) -> str:
             return "ok"
         text = f"FAILED {row['error']}"
         return text if len(text) <= STATUS_WIDTH else text[:STATUS_WIDTH - 3] + "..."
-    if key in ("delta_top1", "agreement_top1") and row.get("reference") == row.get("artifact") and value is not None:
+    if key in ("delta_top1", "agreement_top1", "speedup") and row.get("reference") == row.get("artifact") and value is not None:
         return "ref"
     if value is None:
         return "-"
@@ -104,6 +104,8 @@ def cell(row: dict, key: str) -> str:
         return f"{value:+.2f}"
     if key in ("p50_ms", "p90_ms"):
         return _num(value, ".3f" if value < 1 else ".2f", ".1f")
+    if key == "speedup":
+        return f"{value:.2f}x"
     if key == "images_per_s":
         return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
     if key == "size_mb":
@@ -158,6 +160,10 @@ def footnotes(report: dict) -> list[str]:
     notes.append(f"latency: ms per batch of {s['batch']}, {s['threads']} thread(s), {s['warmup']} warm-up + "
                  f"{s['runs']} timed runs" + (f" in each of {s['rounds']} alternating rounds" if s.get("rounds", 1) > 1 else "")
                  + f"; {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+    if any(r.get("speedup") is not None and r["reference"] != r["artifact"] for r in rows):
+        notes.append("speed-up: the reference's p50 over the row's" + (
+            ", the median of the per-round ratios (each round times a reference next to its rows)"
+            if s.get("rounds", 1) > 1 else " (--rounds 5 or more gives a ratio robust to a shared machine's drift)"))
     for r in rows:
         if r["status"] != "ok" and len(f"FAILED {r['error']}") > STATUS_WIDTH:
             notes.append(f"{r['artifact']}: {r['error']}")

@@ -148,9 +148,17 @@ def choose_references(rows: list[Row], reference: Row | None) -> None:
         if reference is not None:
             r.reference = reference
             continue
-        twins = [q for q in usable if q.precision == "fp32" and q.format == r.format]
-        anyfp32 = [q for q in usable if q.precision == "fp32"]
-        r.reference = (twins or anyfp32 or [None])[0]
+        fp32 = [q for q in usable if q.precision == "fp32"]
+        twins = [q for q in fp32 if q.format == r.format]
+        siblings = [q for q in twins if source_of(q) == source_of(r)]  # of the same model, if several
+        r.reference = (siblings or twins or fp32 or [None])[0]
+
+
+def source_of(row: Row) -> tuple | None:
+    """Which model an artifact was exported from (its metadata), None if it does not say."""
+    src = (row.metadata or {}).get("source") or {}
+    key = (src.get("model_sha256"), src.get("random_weights_seed"), src.get("variant"))
+    return None if key == (None, None, None) else key
 
 
 # --------------------------------------------------------------------------------- data ---
@@ -321,7 +329,9 @@ def prepare_all_inputs(data: BenchData, rows: list[Row], settings: Settings, tmp
 
 
 def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, count: int) -> None:
-    todo = [r for r in rows if r.error is None]
+    # Each reference is timed next to the rows compared with it, in every round: this machine's
+    # speed drifts within seconds, and a ratio is only fair when both sides ran close together.
+    todo = reference_groups([r for r in rows if r.error is None])
     timing_steps = 1 + settings.warmup + settings.runs
     steps = timing_steps + -(-count // settings.batch)  # the first round also scores every image
 
@@ -350,10 +360,12 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
                 r.fail(reply["stage"], reply["message"])
                 continue
             r.measured = {k: v for k, v in reply.items() if k != "event"}
+            r.measured["round_p50_ms"] = [stats.median(reply["times_ms"])]
             r.scores = np.load(job["scores"])
         # --rounds: more timed runs of every artifact, each in a fresh process, in alternating
         # order (B A, A B, ...), so a burst of other work on a shared machine spreads over all
-        # rows instead of landing on one; the latency figures pool every round.
+        # rows instead of landing on one; the latency figures pool every round, the speed-up
+        # is the median of per-round ratios (stats.paired_speedup).
         for rnd in range(1, settings.rounds):
             order = [r for r in (todo[::-1] if rnd % 2 else todo) if r.error is None]
             for r in order:
@@ -366,6 +378,24 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
                     r.fail(reply["stage"], reply["message"])
                     continue
                 r.measured["times_ms"] = r.measured["times_ms"] + reply["times_ms"]
+                r.measured["round_p50_ms"].append(stats.median(reply["times_ms"]))
+
+
+def reference_groups(rows: list[Row]) -> list[Row]:
+    """The rows in timing order: each reference first, then the rows compared with it."""
+    listed = {id(r) for r in rows}
+
+    def leader(r: Row) -> Row:
+        return r.reference if r.reference is not None and id(r.reference) in listed else r
+
+    ordered, seen = [], set()
+    for r in rows:
+        lead = leader(r)
+        for q in [lead, *(q for q in rows if leader(q) is lead)]:
+            if id(q) not in seen:  # by identity: rows hold arrays, == would compare them
+                seen.add(id(q))
+                ordered.append(q)
+    return ordered
 
 
 def score_kind(row: Row) -> str:
@@ -390,6 +420,7 @@ def figures(row: Row, data: BenchData, settings: Settings) -> dict:
         "threads": settings.threads, "batch": settings.batch, "model_batch": row.measured.get("model_batch"),
         "warmup": settings.warmup, "runs": settings.runs, "rounds": settings.rounds,
         "timed_runs": len(row.measured.get("times_ms", [])),
+        "round_p50_ms": row.measured.get("round_p50_ms"), "speedup": None, "speedup_iqr": None,
     }
     out["size_mb"] = out["size_bytes"] / 1e6 if out["size_bytes"] is not None else None
     out.update({k: None for k in ("mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms", "images_per_s")})
@@ -411,6 +442,7 @@ def add_comparisons(rows: list[Row], records: list[dict]) -> None:
         ref = r.reference
         if r.scores is None or ref is None:
             continue
+        rec.update(stats.paired_speedup(by_row[id(ref)]["round_p50_ms"], rec["round_p50_ms"]))
         if ref.scores is None:
             rec["notes"].append(f"no agreement: the reference {ref.name} failed")
             continue

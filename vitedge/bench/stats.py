@@ -19,6 +19,25 @@ def latency_summary(times_ms, batch: int) -> dict:
     }
 
 
+def median(times_ms) -> float:
+    return float(np.median(np.asarray(times_ms, dtype=np.float64)))
+
+
+def paired_speedup(ref_rounds, rounds) -> dict:
+    """How many times faster than its reference a row ran: the median of per-round p50 ratios.
+
+    Each round timed the reference next to the row, so a ratio compares the two under the same
+    machine state. Pooling all rounds first would not: where the machine's speed drifts, the
+    pooled p50 of a two-mode mixture jumps with the share of slow rounds each side happened to
+    get. Also the quartiles of the ratios, to show how much the rounds agree.
+    """
+    if not ref_rounds or not rounds or len(ref_rounds) != len(rounds):
+        return {}
+    ratios = np.asarray(ref_rounds, dtype=np.float64) / np.asarray(rounds, dtype=np.float64)
+    p25, p50, p75 = np.percentile(ratios, [25, 50, 75])
+    return {"speedup": float(p50), "speedup_iqr": [float(p25), float(p75)]}
+
+
 def accuracy(scores: np.ndarray, targets: np.ndarray) -> dict:
     """Top-1 and top-5 accuracy in percent (top-k with k = min(5, classes))."""
     k = min(5, scores.shape[1])

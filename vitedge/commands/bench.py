@@ -22,8 +22,9 @@ from ..errors import UsageError, VitedgeError
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, metavar="R",
               help="Timed runs (latency percentiles come from these).")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Repeat the timed runs in N rounds, each artifact in a fresh process, the order alternating "
-                   "(robust ratios on a shared machine); latency pools all rounds.")
+              help="Repeat the timed runs in N rounds, each artifact in a fresh process next to its reference, "
+                   "the order alternating; latency pools all rounds, the speed-up column is the median of "
+                   "per-round ratios (robust on a shared machine).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
               help="Images per run (timed runs and the accuracy pass).")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="ARTIFACT",

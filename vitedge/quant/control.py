@@ -117,12 +117,12 @@ def select(outcomes: list[Outcome], fp32_path: Path, threads: int = 2, fmt: str 
     timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads)
     base = timings[0].p50_ms
     for outcome, t in zip(outcomes, timings[1:], strict=True):
-        outcome.timing = {"p50_ms": round(t.p50_ms, 4), "speedup_vs_fp32": round(base / t.p50_ms, 3)}
+        outcome.timing = {"p50_ms": round(t.p50_ms, 4), "speedup_vs_fp32": round(t.speedup_over(timings[0]), 3)}
     met = [o for o in outcomes if o.met]
     if met:
-        best = min(met, key=lambda o: o.timing["p50_ms"])
+        best = max(met, key=lambda o: o.timing["speedup_vs_fp32"])
     else:
-        best = min(outcomes, key=lambda o: (o.drop if o.drop is not None else 0.0, o.timing["p50_ms"]))
+        best = min(outcomes, key=lambda o: (o.drop if o.drop is not None else 0.0, -o.timing["speedup_vs_fp32"]))
     parts = []
     for o in outcomes:
         drop = "" if o.drop is None else f", drop {o.drop:+.2f} pts{'' if o.met else ' (over the bound)'}"

@@ -33,15 +33,25 @@ import numpy as np
 from ..variants import ViTConfig
 
 
+def amdahl_bound(whole_fp32_ms: float, matmul_fp32_ms: float, matmul_int8_ms: float) -> float:
+    rest = max(0.0, whole_fp32_ms - matmul_fp32_ms)
+    return whole_fp32_ms / (rest + matmul_int8_ms)
+
+
 @dataclass
 class Bound:
     format: str
     whole_fp32_ms: float
     matmul_fp32_ms: float
     matmul_int8_ms: float
+    # (whole, fp32 stack, int8 stack) p50s of each round, when timed in rounds: the ratios are
+    # then medians of per-round ratios, each taken under one machine state (timing.paired_speedup)
+    rounds: list[tuple[float, float, float]] | None = None
 
     @property
     def kernel_speedup(self) -> float:
+        if self.rounds:
+            return float(np.median([f / i for _, f, i in self.rounds]))
         return self.matmul_fp32_ms / self.matmul_int8_ms
 
     @property
@@ -50,8 +60,9 @@ class Bound:
 
     @property
     def bound(self) -> float:
-        rest = max(0.0, self.whole_fp32_ms - self.matmul_fp32_ms)
-        return self.whole_fp32_ms / (rest + self.matmul_int8_ms)
+        if self.rounds:
+            return float(np.median([amdahl_bound(*r) for r in self.rounds]))
+        return amdahl_bound(self.whole_fp32_ms, self.matmul_fp32_ms, self.matmul_int8_ms)
 
     def to_dict(self) -> dict:
         return {"format": self.format, "whole_fp32_ms": round(self.whole_fp32_ms, 4),
@@ -212,8 +223,9 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
         if fmt == "tflite":
             whole, f32, i8 = _alternating_in_one_process([whole_fp32, fp32, int8], threads, rounds * runs)
         else:
-            whole, f32, i8 = (t.p50_ms for t in interleaved([whole_fp32, fp32, int8], threads=threads, rounds=rounds,
-                                                             runs=runs, raw=True))
+            timings = interleaved([whole_fp32, fp32, int8], threads=threads, rounds=rounds, runs=runs, raw=True)
+            return Bound(fmt, *(t.p50_ms for t in timings),
+                         rounds=list(zip(*(t.round_p50_ms for t in timings), strict=True)))
     return Bound(fmt, whole, f32, i8)
 
 

@@ -3,7 +3,10 @@
 On a shared machine the load changes from second to second; timing artifact A, then B, then
 C lets a burst of someone else's work land on one of them. Rounds alternate the artifacts
 (A B C, then C B A, ...), so a burst spreads over all of them and their *ratios* hold even
-when the absolute figures move; each artifact's latency is the median over all its runs.
+when the absolute figures move; each artifact's latency is the median over all its runs, and a
+ratio between two of them is the median of their per-round ratios (`paired_speedup`, as in
+`vitedge bench --rounds`): this machine's speed drifts within seconds, and the pooled median of
+a two-speed mixture jumps with the share of slow rounds each artifact happened to get.
 
 Each artifact runs in a fresh process (`python -m vitedge.quant.timing`), as on a device: in
 one process ONNX Runtime sessions disturb each other (their worker threads keep spinning
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench.stats import paired_speedup
+
 
 @dataclass
 class Timing:
@@ -31,10 +36,16 @@ class Timing:
     p10_ms: float
     p90_ms: float
     runs: int
+    round_p50_ms: list[float]
+
+    def speedup_over(self, reference: Timing) -> float:
+        """How many times faster than `reference` this ran: the median of per-round ratios."""
+        return paired_speedup(reference.round_p50_ms, self.round_p50_ms).get("speedup", reference.p50_ms / self.p50_ms)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "p50_ms": round(self.p50_ms, 4), "p10_ms": round(self.p10_ms, 4),
-                "p90_ms": round(self.p90_ms, 4), "runs": self.runs}
+                "p90_ms": round(self.p90_ms, 4), "runs": self.runs,
+                "round_p50_ms": [round(t, 4) for t in self.round_p50_ms]}
 
 
 def _worker(path: str, threads: int, runs: int, warmup: int, raw: bool = False) -> list[float]:
@@ -76,6 +87,7 @@ def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 
                 warmup: int = 10, raw: bool = False) -> list[Timing]:
     """`rounds` alternating rounds of `runs` timed runs per artifact, each in its own process."""
     samples: dict[str, list[float]] = {str(p): [] for p in paths}
+    round_p50: dict[str, list[float]] = {str(p): [] for p in paths}
     order = [str(p) for p in paths]
     for r in range(rounds):
         for path in (order if r % 2 == 0 else order[::-1]):
@@ -87,12 +99,14 @@ def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 
 
                 tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
                 raise VitedgeError(f"timing {path} failed: {tail[:200]}")
-            samples[path].extend(json.loads(proc.stdout.strip().splitlines()[-1]))
+            times = json.loads(proc.stdout.strip().splitlines()[-1])
+            samples[path].extend(times)
+            round_p50[path].append(float(np.median(times)))
     out = []
     for path in order:
         ms = np.asarray(samples[path])
         out.append(Timing(path, float(np.median(ms)), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)),
-                          len(ms)))
+                          len(ms), round_p50[path]))
     return out
 
 
