@@ -75,6 +75,8 @@ def main() -> int:
     ap.add_argument("--target", default="x86", choices=["x86", "arm64"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30, help="timed runs per artifact per round in the speed bench")
+    ap.add_argument("--min-time", type=float, default=0.5,
+                    help="seconds of timed runs at least, per artifact per round (the default model's are 0.5 ms)")
     ap.add_argument("--rounds", type=int, default=20,
                     help="alternating rounds of the speed bench (each artifact in a fresh process each round)")
     ap.add_argument("--skip-export", action="store_true", help="reuse the artifacts already in OUT/artifacts")
@@ -111,7 +113,7 @@ def main() -> int:
 
     speed_json = out / "bench_speed.json"
     run(vitedge + ["bench", *map(str, every), "--threads", str(args.threads), "--batch", "1",
-                   "--warmup", "20", "--runs", str(args.runs), "--rounds", str(args.rounds), "--json", str(speed_json),
+                   "--warmup", "20", "--runs", str(args.runs), "--min-time", str(args.min_time), "--rounds", str(args.rounds), "--json", str(speed_json),
                    "--force"],
         "speed bench")
     acc_json = out / "bench_accuracy.json"
@@ -130,7 +132,7 @@ def main() -> int:
         configs = {"default": read_spec(model).config, "vit-ti16": variant_config("vit-ti16")}
         for key, fmt in pairs:
             print(f"kernel bound: {key} {fmt}", file=sys.stderr, flush=True)
-            runs = 15 if key == "vit-ti16" else 200
+            runs = 15 if key == "vit-ti16" else 1000  # ~0.4 s per model and round either way
             bounds[(key, fmt)] = measure_bound(fmt, configs[key], path(key, fmt, "fp32"), threads=args.threads,
                                                rounds=args.rounds, runs=runs, target=args.target)
 
@@ -185,7 +187,8 @@ def main() -> int:
     print(format_table(["model", "format", "int8", "fp32 p50 ms", "int8 p50 ms", "speed-up (IQR)", "bar", "kernels/bound",
                         "size", "top-1 (full test split)", "verdict"], table, right=range(3, 9)))
     print(f"*: the best int8 artifact of its model and format, which the verdict judges. "
-          f"speed: one `vitedge bench` run of {len(every)} artifacts, {args.threads} threads, batch 1, {args.rounds} alternating rounds x {args.runs} runs each; "
+          f"speed: one `vitedge bench` run of {len(every)} artifacts, {args.threads} threads, batch 1, {args.rounds} alternating rounds x "
+          f"{args.runs} runs (at least {args.min_time:g} s) each; "
           f"speed-up: the median (and quartiles) of the per-round fp32/int8 p50 ratios; "
           f"top-1: {rows[0].get('test_images')} test images; kernels/bound: int8 vs fp32 matrix-multiply kernels on "
           f"the model's shapes, and the whole-model speed-up they allow (bar = 90% of it when below 1.25x)")

@@ -303,3 +303,13 @@ def test_each_artifact_is_compared_with_the_fp32_file_of_its_own_model_and_forma
     # timed in groups, each reference next to the rows compared with it
     assert [r.name for r in reference_groups(rows)] == ["a_fp32.onnx", "a_int8.onnx", "c_int8.onnx", "b_fp32.onnx",
                                                        "b_int8.onnx", "a_fp32.tflite"]
+
+
+def test_min_time_keeps_timing_past_the_runs_asked_for(tiny_artifacts):
+    # the tiny model runs in well under a millisecond: 0.2 s holds far more than 5 runs
+    proc = run_cli("bench", tiny_artifacts[("tflite", "fp32")], "--warmup", "1", "--runs", "5", "--min-time", "0.2",
+                   "--rounds", "2", "--threads", "1", "--limit", "2", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)["rows"]
+    assert row["timed_runs"] > 2 * 20 and row["min_time_s"] == 0.2, row["timed_runs"]
+    assert "(or more, to fill 0.2 s)" in proc.stderr

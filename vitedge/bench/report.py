@@ -72,7 +72,7 @@ def build_report(result: dict, settings, data_dir: str | None) -> dict:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "settings": {"threads": settings.threads, "batch": settings.batch, "warmup": settings.warmup,
-                     "runs": settings.runs, "rounds": settings.rounds, "limit": settings.limit, "provider": settings.provider,
+                     "runs": settings.runs, "min_time_s": settings.min_time, "rounds": settings.rounds, "limit": settings.limit, "provider": settings.provider,
                      "timeout_s": settings.timeout, "data": data_dir},
         "data": {"source": data.source, "labelled": data.labelled, "classes": data.classes,
                  "images": len(data), "found": data.found, "unreadable": len(data.unreadable),
@@ -158,7 +158,8 @@ def footnotes(report: dict) -> list[str]:
         notes.append("no fp32 artifact in the set: no agreement (use --reference FILE)")
     m = report["machine"]
     notes.append(f"latency: ms per batch of {s['batch']}, {s['threads']} thread(s), {s['warmup']} warm-up + "
-                 f"{s['runs']} timed runs" + (f" in each of {s['rounds']} alternating rounds" if s.get("rounds", 1) > 1 else "")
+                 f"{s['runs']} timed runs" + (f" (or more, to fill {s['min_time_s']:g} s)" if s.get("min_time_s") else "")
+                 + (f" in each of {s['rounds']} alternating rounds" if s.get("rounds", 1) > 1 else "")
                  + f"; {m['cpu']}, {m['cores']} cores, Python {m['python']}")
     if any(r.get("speedup") is not None and r["reference"] != r["artifact"] for r in rows):
         notes.append("speed-up: the reference's p50 over the row's" + (

@@ -42,6 +42,7 @@ class Settings:
     batch: int = 1
     warmup: int = 10
     runs: int = 100
+    min_time: float = 0.0  # seconds of timed runs at least, per artifact and round
     rounds: int = 1  # latency rounds; rounds after the first alternate the artifacts' order
     limit: int | None = None
     provider: str | None = None
@@ -337,7 +338,7 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
 
     def timed_job(r: Row) -> dict:
         return {**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)], "batch": settings.batch,
-                "warmup": settings.warmup, "runs": settings.runs}
+                "warmup": settings.warmup, "runs": settings.runs, "min_time_s": settings.min_time}
     label = f"benchmarking {todo[0].name}" if todo else "benchmarking"
     total = (steps + (settings.rounds - 1) * timing_steps) * len(todo)
     with _progressbar(settings.progress, total, label) as bar:
@@ -418,7 +419,7 @@ def figures(row: Row, data: BenchData, settings: Settings) -> dict:
         "agreement_top1": None, "mean_abs_diff": None, "max_abs_diff": None, "diff_space": None,
         "load_ms": row.measured.get("load_ms"), "first_inference_ms": row.measured.get("first_inference_ms"),
         "threads": settings.threads, "batch": settings.batch, "model_batch": row.measured.get("model_batch"),
-        "warmup": settings.warmup, "runs": settings.runs, "rounds": settings.rounds,
+        "warmup": settings.warmup, "runs": settings.runs, "min_time_s": settings.min_time, "rounds": settings.rounds,
         "timed_runs": len(row.measured.get("times_ms", [])),
         "round_p50_ms": row.measured.get("round_p50_ms"), "speedup": None, "speedup_iqr": None,
     }

@@ -6,7 +6,7 @@ makes the peak resident memory that artifact's own, and turns a crash into a fai
 The job (one JSON object on stdin):
   path, kind ("runtime" | "keras"), threads, provider, probe (bool),
   inputs: {file, shape: [H, W, 3], rows: [...]}   (see dataset.InputFile)
-  batch, warmup, runs, scores (a .npy path for the scores of every input row)
+  batch, warmup, runs, min_time_s (optional), scores (a .npy path for the scores of every input row)
 Replies, one JSON object a line, on the original stdout (anything a library prints goes to stderr):
   {"event": "progress", "done": k}   ...
   {"event": "result", ...figures}  or  {"event": "error", "stage": "load"|"run", "message": "..."}
@@ -125,12 +125,17 @@ def measure(job: dict, emit) -> dict:
         for _ in range(warmup):
             model.run(x)
             step()
-        times = np.empty(runs)
-        for i in range(runs):
+        # At least `runs` timed runs, and at least `min_time_s` of them: 30 runs of a 0.5 ms model
+        # are a 15 ms window, which one burst of other work on a shared machine fills.
+        min_time, timed = job.get("min_time_s", 0.0), []
+        start = time.perf_counter()
+        while len(timed) < runs or time.perf_counter() - start < min_time:
             t0 = time.perf_counter()
             model.run(x)
-            times[i] = time.perf_counter() - t0
-            step()
+            timed.append(time.perf_counter() - t0)
+            if len(timed) <= runs:  # progress counts the runs asked for
+                step()
+        times = np.asarray(timed)
         if job.get("timing_only"):  # a later round of --rounds: latency only
             out.update(first_inference_ms=first_s * 1e3, times_ms=(times * 1e3).tolist())
             return out

@@ -21,6 +21,9 @@ from ..errors import UsageError, VitedgeError
               help="Untimed runs after the first inference.")
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, metavar="R",
               help="Timed runs (latency percentiles come from these).")
+@click.option("--min-time", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="Keep timing each artifact (in each round) until this long has passed, even after R runs: "
+                   "a sub-millisecond model needs more than R runs for a steady p50.")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat the timed runs in N rounds, each artifact in a fresh process next to its reference, "
                    "the order alternating; latency pools all rounds, the speed-up column is the median of "
@@ -39,7 +42,7 @@ from ..errors import UsageError, VitedgeError
 @click.option("--plot", "plot_file", default=None, metavar="FILE.png",
               help="Draw accuracy (or agreement) against p50 latency, Pareto front marked (needs matplotlib).")
 @click.option("--force", is_flag=True, help="Overwrite the --json/--csv/--plot files if they exist.")
-def bench(artifacts, data_dir, limit, threads, warmup, runs, rounds, batch, reference, provider, timeout,
+def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, batch, reference, provider, timeout,
           json_file, csv_file, plot_file, force):
     """Measure accuracy, agreement and latency of every artifact, side by side.
 
@@ -55,6 +58,7 @@ def bench(artifacts, data_dir, limit, threads, warmup, runs, rounds, batch, refe
       vitedge bench out/*.tflite out/*.onnx --data data/fashion-mnist/test --threads 2 \\
           --json results/bench.json --csv results/bench.csv --plot results/bench.png
       vitedge bench out/m_int8.tflite --reference models/m.keras --data val/   # needs the export extra
+      vitedge bench out/m_fp32.onnx out/m_dynamic.onnx --rounds 20 --runs 30 --min-time 0.5
     """
     from ..bench.plot import check_matplotlib, write_plot
     from ..bench.report import build_report, render_table, to_csv, to_json
@@ -71,7 +75,8 @@ def bench(artifacts, data_dir, limit, threads, warmup, runs, rounds, batch, refe
             raise UsageError(f"--plot {plot_file}: must end in .png")
         check_matplotlib()
 
-    settings = Settings(threads=threads or default_threads(), batch=batch, warmup=warmup, runs=runs, rounds=rounds, limit=limit,
+    settings = Settings(threads=threads or default_threads(), batch=batch, warmup=warmup, runs=runs, min_time=min_time,
+                        rounds=rounds, limit=limit,
                         provider=provider, timeout=timeout, progress=sys.stderr.isatty())
     report = build_report(run_bench(list(artifacts), data_dir, settings, reference), settings, data_dir)
 
