@@ -103,6 +103,9 @@ def keras_logits(tiny_model, calib):
     return model.predict(calib.images, verbose=0)
 
 
+TINY_EXPORT_SAID: list[str] = []  # what export said while making tiny_artifacts
+
+
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory, tiny_model, calib_dir):
     """{(format, precision): Path} for every precision of `tiny_model`, exported once.
@@ -119,6 +122,6 @@ def tiny_artifacts(tmp_path_factory, tiny_model, calib_dir):
     found = {}
     for fmt in ("tflite", "onnx"):
         for r in export_artifacts(tiny_model, formats=fmt, precisions="all", calib_dir=calib_dir, out_dir=out,
-                                  scores="logits"):
+                                  scores="logits", say=TINY_EXPORT_SAID.append):
             found[(r.format, r.precision)] = r.path
     return found

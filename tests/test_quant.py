@@ -9,7 +9,7 @@ from conftest import assert_one_line_error, make_images, run_cli
 
 from vitedge.artifact import read_metadata
 from vitedge.errors import UsageError, VitedgeError
-from vitedge.quant.recipes import check_target, parse_int8_option, resolve
+from vitedge.quant.recipes import check_target, parse_int8_option, resolve, slower_than_fp32
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -28,6 +28,9 @@ def test_int8_option_parsing_and_defaults():
     # `--int8` is static int8, calibrated, in both formats; ONNX's per-call int8 is `--precision dynamic`.
     assert resolve("onnx", None, "x86").name == "qdq" and resolve("tflite", "default", "arm64").name == "fc"
     assert check_target("aarch64") == "arm64" and check_target("x86_64") == "x86"
+    # the one default measured slower than fp32 says so (x86 only: not measured on arm64)
+    assert "--int8 dynamic" in slower_than_fp32("x86_64", "onnx", "qdq")
+    assert slower_than_fp32("x86", "onnx", "dynamic") is None and slower_than_fp32("arm64", "onnx", "qdq") is None
     with pytest.raises(UsageError):
         check_target("riscv")
 
@@ -137,6 +140,13 @@ def _tflite_ops(path):
     tensors = interpreter.get_tensor_details()
     return [(op["op_name"], [np.dtype(tensors[i]["dtype"]).name for i in op["inputs"] if i >= 0],
              np.dtype(tensors[op["outputs"][0]]["dtype"]).name) for op in interpreter._get_ops_details()]
+
+
+def test_export_says_when_it_writes_a_recipe_measured_slower_than_fp32(tiny_artifacts):
+    from conftest import TINY_EXPORT_SAID
+
+    notes = [m for m in TINY_EXPORT_SAID if "slower" in m or "of fp32's speed" in m]
+    assert len(notes) == 1 and notes[0].startswith("note: onnx int8 recipe qdq:"), TINY_EXPORT_SAID
 
 
 def test_tflite_fc_recipe_quantizes_only_the_matrix_layers(tiny_artifacts):

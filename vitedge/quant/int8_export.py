@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UsageError
 from . import control
-from .recipes import check_target, parse_int8_option, recipe_names, resolve
+from .recipes import check_target, parse_int8_option, recipe_names, resolve, slower_than_fp32
 from .validation import Validation
 
 DEFAULT_AUTO_MAX_DROP = 0.5  # `--int8 auto` with labelled calibration images and no --max-drop
@@ -128,6 +128,9 @@ def int8_artifact(builder, options: Int8Options) -> tuple[Path, dict, bool]:
     else:
         best = outcomes[0]
         selection = {"mode": "named" if options.choice.get(builder.fmt) else "default", "target": options.target}
+        slower = slower_than_fp32(options.target, builder.fmt, best.recipe)
+        if slower:
+            say(f"note: {builder.fmt} int8 recipe {best.recipe}: {slower}")
     record = {**best.record, "selection": selection}
     if max_drop is not None and validation is not None:
         record["accuracy_control"] = {

@@ -49,6 +49,21 @@ DEFAULTS = {
 }
 
 
+# Recipes measured SLOWER than fp32 on a target (docs/quantization.md, `make bench-int8` and
+# `make demo`): export says so when it writes one, with the fast alternative. Static QDQ on x86
+# without VNNI: the QuantizeLinear/DequantizeLinear pairs around every MatMul and the uint8
+# kernels cost more than the int8 multiplies save.
+SLOWER_THAN_FP32 = {
+    ("x86", "onnx", "qdq"): "static QDQ int8 ONNX ran at 0.49-0.92x of fp32's speed on an x86 CPU without VNNI "
+                            "(docs/quantization.md); for speed use --int8 dynamic, or --int8 auto to time the recipes here",
+}
+
+
+def slower_than_fp32(target: str, fmt: str, name: str) -> str | None:
+    """What export says when it writes a recipe measured slower than fp32 on `target`, else None."""
+    return SLOWER_THAN_FP32.get((check_target(target), fmt, name))
+
+
 def recipe_names(fmt: str) -> list[str]:
     return [r.name for r in _ALL if r.format == fmt]
 
