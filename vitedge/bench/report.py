@@ -72,7 +72,8 @@ def build_report(result: dict, settings, data_dir: str | None) -> dict:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "settings": {"threads": settings.threads, "batch": settings.batch, "warmup": settings.warmup,
-                     "runs": settings.runs, "min_time_s": settings.min_time, "rounds": settings.rounds, "limit": settings.limit, "provider": settings.provider,
+                     "runs": settings.runs, "min_time_s": settings.min_time, "rounds": settings.rounds,
+                     "interleave_s": settings.interleave, "limit": settings.limit, "provider": settings.provider,
                      "timeout_s": settings.timeout, "data": data_dir},
         "data": {"source": data.source, "labelled": data.labelled, "classes": data.classes,
                  "images": len(data), "found": data.found, "unreadable": len(data.unreadable),
@@ -161,10 +162,14 @@ def footnotes(report: dict) -> list[str]:
                  f"{s['runs']} timed runs" + (f" (or more, to fill {s['min_time_s']:g} s)" if s.get("min_time_s") else "")
                  + (f" in each of {s['rounds']} alternating rounds" if s.get("rounds", 1) > 1 else "")
                  + f"; {m['cpu']}, {m['cores']} cores, Python {m['python']}")
-    if any(r.get("speedup") is not None and r["reference"] != r["artifact"] for r in rows):
+    if any(r.get("interleaved") for r in rows):
+        notes.append(f"p50, p90 and speed-up: each reference and its rows timed together in one process for "
+                     f"{s['interleave_s']:g} s, in turns of ~20 ms (ONNX Runtime's threads not spinning); the "
+                     "speed-up is the median of the per-turn ratios")
+    elif any(r.get("speedup") is not None and r["reference"] != r["artifact"] for r in rows):
         notes.append("speed-up: the reference's p50 over the row's" + (
             ", the median of the per-round ratios (each round times a reference next to its rows)"
-            if s.get("rounds", 1) > 1 else " (--rounds 5 or more gives a ratio robust to a shared machine's drift)"))
+            if s.get("rounds", 1) > 1 else " (--interleave 10 gives a ratio robust to a shared machine's drift)"))
     for r in rows:
         if r["status"] != "ok" and len(f"FAILED {r['error']}") > STATUS_WIDTH:
             notes.append(f"{r['artifact']}: {r['error']}")

@@ -33,6 +33,7 @@ from .keras_model import NEEDS_TF, keras_metadata, tensorflow_available
 
 BENCH_SUFFIXES = (*FORMATS, ".keras")
 WORKER_COMMAND = [sys.executable, "-m", "vitedge.bench.worker"]
+TURN_MS = 20.0  # --interleave: each artifact's turn; the machine's speed drifts over seconds
 RUNTIME_OF_FORMAT = {"tflite": "litert", "onnx": "onnxruntime", "ort": "onnxruntime", "keras": "keras"}
 
 
@@ -43,6 +44,7 @@ class Settings:
     warmup: int = 10
     runs: int = 100
     min_time: float = 0.0  # seconds of timed runs at least, per artifact and round
+    interleave: float = 0.0  # seconds: time each reference group together in one process (worker.measure_together)
     rounds: int = 1  # latency rounds; rounds after the first alternate the artifacts' order
     limit: int | None = None
     provider: str | None = None
@@ -363,6 +365,9 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
             r.measured = {k: v for k, v in reply.items() if k != "event"}
             r.measured["round_p50_ms"] = [stats.median(reply["times_ms"])]
             r.scores = np.load(job["scores"])
+        if settings.interleave:
+            time_together(todo, inputs, settings, tmp, bar)
+            return
         # --rounds: more timed runs of every artifact, each in a fresh process, in alternating
         # order (B A, A B, ...), so a burst of other work on a shared machine spreads over all
         # rows instead of landing on one; the latency figures pool every round, the speed-up
@@ -382,21 +387,52 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
                 r.measured["round_p50_ms"].append(stats.median(reply["times_ms"]))
 
 
-def reference_groups(rows: list[Row]) -> list[Row]:
-    """The rows in timing order: each reference first, then the rows compared with it."""
+def reference_group_lists(rows: list[Row]) -> list[list[Row]]:
+    """Each reference with the rows compared with it (reference first), in order of appearance."""
     listed = {id(r) for r in rows}
 
     def leader(r: Row) -> Row:
         return r.reference if r.reference is not None and id(r.reference) in listed else r
 
-    ordered, seen = [], set()
+    groups, seen = [], set()
     for r in rows:
         lead = leader(r)
+        group = []
         for q in [lead, *(q for q in rows if leader(q) is lead)]:
             if id(q) not in seen:  # by identity: rows hold arrays, == would compare them
                 seen.add(id(q))
-                ordered.append(q)
-    return ordered
+                group.append(q)
+        if group:
+            groups.append(group)
+    return groups
+
+
+def reference_groups(rows: list[Row]) -> list[Row]:
+    """The rows in timing order: each reference first, then the rows compared with it."""
+    return [r for group in reference_group_lists(rows) for r in group]
+
+
+def time_together(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, bar) -> None:
+    """--interleave: each reference group timed in one worker process, in turns (worker.measure_together).
+
+    The p50s and speed-ups then come from those turns; a group that fails keeps its figures from
+    the first pass, with a note.
+    """
+    for g, group in enumerate(reference_group_lists([r for r in rows if r.error is None and r.kind == "runtime"])):
+        if len(group) < 2:
+            continue
+        if bar is not None:
+            bar.label = f"timing together: {', '.join(r.name for r in group)}"
+        job = {"together": [{**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)],
+                             "batch": settings.batch} for r in group],
+               "seconds": settings.interleave, "block_ms": TURN_MS}
+        reply = run_worker(job, settings.timeout, tmp / f"together{g}.err")
+        if reply["event"] == "error":
+            for r in group:
+                r.notes.append(f"not timed together ({reply['stage']}: {reply['message']}); its latency is its own pass's")
+            continue
+        for r, got in zip(group, reply["rows"], strict=True):
+            r.measured.update(times_ms=got["times_ms"], round_p50_ms=got["turn_p50_ms"], interleaved=True)
 
 
 def score_kind(row: Row) -> str:
@@ -421,7 +457,8 @@ def figures(row: Row, data: BenchData, settings: Settings) -> dict:
         "threads": settings.threads, "batch": settings.batch, "model_batch": row.measured.get("model_batch"),
         "warmup": settings.warmup, "runs": settings.runs, "min_time_s": settings.min_time, "rounds": settings.rounds,
         "timed_runs": len(row.measured.get("times_ms", [])),
-        "round_p50_ms": row.measured.get("round_p50_ms"), "speedup": None, "speedup_iqr": None,
+        "round_p50_ms": row.measured.get("round_p50_ms"), "interleaved": bool(row.measured.get("interleaved")),
+        "speedup": None, "speedup_iqr": None,
     }
     out["size_mb"] = out["size_bytes"] / 1e6 if out["size_bytes"] is not None else None
     out.update({k: None for k in ("mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms", "images_per_s")})

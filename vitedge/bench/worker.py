@@ -162,6 +162,55 @@ def measure(job: dict, emit) -> dict:
     return out
 
 
+def measure_together(job: dict) -> dict:
+    """Several artifacts timed in ONE process, in turns of ~block_ms each, for `seconds`.
+
+    Turns of a few ms follow this shared machine's drifting speed far more closely than fresh
+    processes a second apart can, so each turn's ratio compares like with like. ONNX Runtime's
+    threads do not spin (else an idle session's threads take the cores from the one running);
+    each turn starts with one untimed run. Returns each artifact's times and per-turn p50s.
+    """
+    from ..runtime import load_runtime
+    from .dataset import InputReader
+
+    models, inputs = [], []
+    for sub in job["together"]:
+        try:
+            models.append(load_runtime(sub["path"], threads=sub.get("threads"), provider=sub.get("provider"), spin=False))
+        except Exception as exc:
+            raise StageError("load", _message(exc)) from None
+        rows, batch = sub["inputs"]["rows"], sub["batch"]
+        reader = InputReader(sub["inputs"])
+        try:
+            inputs.append(reader.read((rows * (batch // len(rows) + 1))[:batch]))
+        finally:
+            reader.close()
+    try:
+        per_turn = []
+        for model, x in zip(models, inputs, strict=True):
+            for _ in range(5):
+                model.run(x)
+            t0 = time.perf_counter()
+            model.run(x)
+            per_turn.append(max(1, int(job.get("block_ms", 20.0) / 1e3 / max(1e-6, time.perf_counter() - t0))))
+        times = [[] for _ in models]
+        turn_p50 = [[] for _ in models]
+        end = time.perf_counter() + job["seconds"]
+        while time.perf_counter() < end or not turn_p50[0]:
+            for model, x, n, out, medians in zip(models, inputs, per_turn, times, turn_p50, strict=True):
+                model.run(x)
+                turn = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    model.run(x)
+                    turn.append((time.perf_counter() - t0) * 1e3)
+                out += turn
+                medians.append(float(np.median(turn)))
+    except Exception as exc:
+        raise StageError("run", _message(exc)) from None
+    return {"rows": [{"times_ms": t, "turn_p50_ms": m} for t, m in zip(times, turn_p50, strict=True)]}
+
+
 def main() -> None:
     # Keep the protocol channel clean: native code printing to fd 1 lands on stderr instead.
     proto = os.fdopen(os.dup(1), "w", buffering=1)
@@ -174,7 +223,7 @@ def main() -> None:
 
     try:
         job = json.loads(sys.stdin.read())
-        emit({"event": "result", **measure(job, emit)})
+        emit({"event": "result", **(measure_together(job) if "together" in job else measure(job, emit))})
     except StageError as exc:
         emit({"event": "error", "stage": exc.stage, "message": str(exc)})
     except Exception as exc:  # a bug here still becomes a failed row, not a hang

@@ -28,6 +28,10 @@ from ..errors import UsageError, VitedgeError
               help="Repeat the timed runs in N rounds, each artifact in a fresh process next to its reference, "
                    "the order alternating; latency pools all rounds, the speed-up column is the median of "
                    "per-round ratios (robust on a shared machine).")
+@click.option("--interleave", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="After the accuracy pass, time each fp32 reference and the rows compared with it together, "
+                   "in one process, in turns of ~20 ms, for SECONDS: the speed-up of int8 over fp32 then holds on "
+                   "a shared machine whose speed drifts (p50 and speed-up come from these turns).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
               help="Images per run (timed runs and the accuracy pass).")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="ARTIFACT",
@@ -42,7 +46,7 @@ from ..errors import UsageError, VitedgeError
 @click.option("--plot", "plot_file", default=None, metavar="FILE.png",
               help="Draw accuracy (or agreement) against p50 latency, Pareto front marked (needs matplotlib).")
 @click.option("--force", is_flag=True, help="Overwrite the --json/--csv/--plot files if they exist.")
-def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, batch, reference, provider, timeout,
+def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, interleave, batch, reference, provider, timeout,
           json_file, csv_file, plot_file, force):
     """Measure accuracy, agreement and latency of every artifact, side by side.
 
@@ -58,13 +62,15 @@ def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, b
       vitedge bench out/*.tflite out/*.onnx --data data/fashion-mnist/test --threads 2 \\
           --json results/bench.json --csv results/bench.csv --plot results/bench.png
       vitedge bench out/m_int8.tflite --reference models/m.keras --data val/   # needs the export extra
-      vitedge bench out/m_fp32.onnx out/m_dynamic.onnx --rounds 20 --runs 30 --min-time 0.5
+      vitedge bench out/m_fp32.onnx out/m_dynamic.onnx out/m_int8.onnx --interleave 20   # int8 vs fp32
     """
     from ..bench.plot import check_matplotlib, write_plot
     from ..bench.report import build_report, render_table, to_csv, to_json
     from ..bench.runner import Settings, default_threads, run_bench
     from ..fileio import atomic_output, check_writable
 
+    if interleave and rounds > 1:
+        raise UsageError("--interleave and --rounds are two ways to time the same thing; choose one")
     if json_file == "-" and csv_file == "-":
         raise UsageError("--json - and --csv - cannot both go to stdout")
     for path in (json_file, csv_file, plot_file):
@@ -76,7 +82,7 @@ def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, b
         check_matplotlib()
 
     settings = Settings(threads=threads or default_threads(), batch=batch, warmup=warmup, runs=runs, min_time=min_time,
-                        rounds=rounds, limit=limit,
+                        rounds=rounds, interleave=interleave, limit=limit,
                         provider=provider, timeout=timeout, progress=sys.stderr.isatty())
     report = build_report(run_bench(list(artifacts), data_dir, settings, reference), settings, data_dir)
 

@@ -4,8 +4,8 @@ A ViT's int8 gain can only come from its weight-bearing matrix multiplies (every
 stays float in the fast recipes). This builds, for one ViT configuration, a model made of
 exactly those multiplies, at the model's own shapes and counts (per block QKV D->3D,
 projection D->D, MLP D->M and M->D on N tokens; patch embedding; head), in fp32 and in int8,
-and times them with the whole fp32 artifact in one run (ONNX Runtime: vitedge.quant.timing,
-alternating rounds, each model in its own process; LiteRT: one process, turns of ~5 ms):
+and times them with the whole fp32 artifact in one process, in turns of ~5 ms (ONNX Runtime's
+threads not spinning); each ratio is the median of the per-turn ratios:
 
     bound = T_fp32 / (T_fp32 - T_matmul_fp32 + T_matmul_int8)
 
@@ -44,8 +44,8 @@ class Bound:
     whole_fp32_ms: float
     matmul_fp32_ms: float
     matmul_int8_ms: float
-    # (whole, fp32 stack, int8 stack) p50s of each round, when timed in rounds: the ratios are
-    # then medians of per-round ratios, each taken under one machine state (timing.paired_speedup)
+    # (whole, fp32 stack, int8 stack) p50s of each turn or round: the ratios are then medians of
+    # per-turn ratios, each taken under one machine state (as bench.stats.paired_speedup)
     rounds: list[tuple[float, float, float]] | None = None
 
     @property
@@ -196,6 +196,8 @@ def _runner(path_or_bytes, threads: int):
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         options.log_severity_level = 3
+        # several sessions share this process: idle threads must sleep, not spin on the cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path_or_bytes), options, providers=["CPUExecutionProvider"])
         feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
                  for i in session.get_inputs()}
@@ -210,8 +212,6 @@ def _runner(path_or_bytes, threads: int):
 def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, threads: int = 2,
                   rounds: int = 4, runs: int = 50, target: str = "x86") -> Bound:
     """The kernel-level bound for `fmt` on the ViT `config`, with its whole fp32 artifact."""
-    from .timing import interleaved
-
     with tempfile.TemporaryDirectory(prefix="vitedge-kernels-") as work:
         if fmt == "tflite":
             fp32, int8 = (Path(work) / "matmuls_fp32.tflite", Path(work) / "matmuls_int8.tflite")
@@ -220,22 +220,17 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
         else:
             fp32, int8 = onnx_matmul_models(config, Path(work), reduce_range=target == "x86",
                                             bias=has_matmul_bias(whole_fp32))
-        if fmt == "tflite":
-            whole, f32, i8 = _alternating_in_one_process([whole_fp32, fp32, int8], threads, rounds * runs)
-        else:
-            timings = interleaved([whole_fp32, fp32, int8], threads=threads, rounds=rounds, runs=runs, raw=True)
-            return Bound(fmt, *(t.p50_ms for t in timings),
-                         rounds=list(zip(*(t.round_p50_ms for t in timings), strict=True)))
-    return Bound(fmt, whole, f32, i8)
+        p50s, turns = _alternating_in_one_process([whole_fp32, fp32, int8], threads, rounds * runs)
+    return Bound(fmt, *p50s, rounds=turns)
 
 
-def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: float = 5.0) -> list[float]:
-    """p50 ms of each model, timed in blocks of a few ms that take turns, all in this process.
+def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: float = 5.0):
+    """(p50 ms of each model, per-turn p50s as tuples), timed in turns of a few ms, in this process.
 
-    For LiteRT only: its XNNPACK thread pools do not disturb each other (ONNX Runtime's do, so
-    it keeps one process per model). Turns of ~5 ms follow this shared machine's load, which
-    moves over seconds, far closer than rounds of fresh processes can: the bound is a small
-    difference of two stack times, and the default model's moved 0.98-1.33x between runs."""
+    Turns of ~5 ms follow this shared machine's speed, which drifts over seconds, far closer than
+    fresh processes can: the bound is a small difference of two stack times (the default model's
+    moved 0.98-1.37x between runs timed apart). ONNX Runtime's threads do not spin (`_runner`),
+    so the sessions leave each other the cores, as in `vitedge bench --interleave`."""
     import time
 
     runners = [_runner(p, threads) for p in paths]
@@ -248,10 +243,15 @@ def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: 
         costs.append(max(1e-6, time.perf_counter() - start))
     per_block = [max(1, int(block_ms / 1e3 / c)) for c in costs]
     times: list[list[float]] = [[] for _ in paths]
+    turns: list[list[float]] = [[] for _ in paths]
     while min(len(t) for t in times) < runs:
-        for run, n, out in zip(runners, per_block, times, strict=True):
+        for run, n, out, medians in zip(runners, per_block, times, turns, strict=True):
+            run()  # untimed: the previous model's threads have just gone idle
+            turn = []
             for _ in range(n):
                 start = time.perf_counter()
                 run()
-                out.append((time.perf_counter() - start) * 1e3)
-    return [float(np.median(t)) for t in times]
+                turn.append((time.perf_counter() - start) * 1e3)
+            out += turn
+            medians.append(float(np.median(turn)))
+    return [float(np.median(t)) for t in times], list(zip(*turns, strict=True))
