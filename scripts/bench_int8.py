@@ -9,7 +9,7 @@ for --target) to TFLite and ONNX with `vitedge export`, then:
   1. ONE `vitedge bench` run over all twelve artifacts (2 threads, batch 1, --interleave 30):
      size and p50 speed-up of each int8 artifact against the fp32 artifact of the same model and
      format (bench's `speedup`: each fp32 file and its int8 twins timed together in one process,
-     in turns of ~20 ms, the median of the per-turn ratios; this machine's speed drifts over
+     in turns of ~0.2 s, the median of the per-turn ratios; this machine's speed drifts over
      seconds, and ratios of files timed in separate processes flipped the verdict run to run);
   2. a second `vitedge bench` run of the default model's six artifacts on the full test
      split (data/fashion-mnist/test): top-1 of each int8 artifact against its fp32 twin
@@ -187,7 +187,7 @@ def main() -> int:
                         "size", "top-1 (full test split)", "verdict"], table, right=range(3, 9)))
     print(f"*: the best int8 artifact of its model and format, which the verdict judges. "
           f"speed: one `vitedge bench` run of {len(every)} artifacts, {args.threads} threads, batch 1, each fp32 file "
-          f"and its int8 twins timed together in one process for {args.interleave:g} s, in turns of ~20 ms; "
+          f"and its int8 twins timed together in one process for {args.interleave:g} s, in turns of ~0.2 s; "
           f"speed-up: the median (and quartiles) of the per-turn fp32/int8 p50 ratios; "
           f"top-1: {rows[0].get('test_images')} test images; kernels/bound: int8 vs fp32 matrix-multiply kernels on "
           f"the model's shapes, and the whole-model speed-up they allow (bar = 90% of it when below 1.25x)")

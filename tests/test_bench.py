@@ -313,3 +313,24 @@ def test_min_time_keeps_timing_past_the_runs_asked_for(tiny_artifacts):
     (row,) = json.loads(proc.stdout)["rows"]
     assert row["timed_runs"] > 2 * 20 and row["min_time_s"] == 0.2, row["timed_runs"]
     assert "(or more, to fill 0.2 s)" in proc.stderr
+
+
+def test_interleave_times_each_reference_with_its_rows_in_one_process(tiny_artifacts):
+    files = [tiny_artifacts[("onnx", "fp32")], tiny_artifacts[("onnx", "dynamic")], tiny_artifacts[("tflite", "fp32")],
+             tiny_artifacts[("tflite", "int8")]]
+    proc = run_cli("bench", *files, "--warmup", "1", "--runs", "5", "--interleave", "1", "--threads", "1",
+                   "--limit", "2", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["artifact"]: r for r in json.loads(proc.stdout)["rows"]}
+    assert all(r["interleaved"] for r in rows.values()) and "timed together in one process" in proc.stderr
+    fp32, dynamic = rows["tiny-vit_fp32.onnx"], rows["tiny-vit_dynamic.onnx"]
+    # one turn each per cycle: the pair has as many turns, and the speed-up is their median ratio
+    assert len(fp32["round_p50_ms"]) == len(dynamic["round_p50_ms"]) > 1
+    ratios = np.asarray(fp32["round_p50_ms"]) / np.asarray(dynamic["round_p50_ms"])
+    assert dynamic["speedup"] == pytest.approx(float(np.median(ratios)))
+    assert dynamic["timed_runs"] > 5 and rows["tiny-vit_int8.tflite"]["reference"] == "tiny-vit_fp32.tflite"
+
+
+def test_interleave_and_rounds_do_not_mix(tiny_artifacts):
+    line = assert_one_line_error(run_cli("bench", tiny_artifacts[("onnx", "fp32")], "--interleave", "1", "--rounds", "3"))
+    assert "--interleave" in line and "--rounds" in line

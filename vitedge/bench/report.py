@@ -164,8 +164,8 @@ def footnotes(report: dict) -> list[str]:
                  + f"; {m['cpu']}, {m['cores']} cores, Python {m['python']}")
     if any(r.get("interleaved") for r in rows):
         notes.append(f"p50, p90 and speed-up: each reference and its rows timed together in one process for "
-                     f"{s['interleave_s']:g} s, in turns of ~20 ms (ONNX Runtime's threads not spinning); the "
-                     "speed-up is the median of the per-turn ratios")
+                     f"{s['interleave_s']:g} s, in turns of ~0.2 s (the first 20 ms untimed); the speed-up is the "
+                     "median of the per-turn ratios")
     elif any(r.get("speedup") is not None and r["reference"] != r["artifact"] for r in rows):
         notes.append("speed-up: the reference's p50 over the row's" + (
             ", the median of the per-round ratios (each round times a reference next to its rows)"

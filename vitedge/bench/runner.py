@@ -33,7 +33,9 @@ from .keras_model import NEEDS_TF, keras_metadata, tensorflow_available
 
 BENCH_SUFFIXES = (*FORMATS, ".keras")
 WORKER_COMMAND = [sys.executable, "-m", "vitedge.bench.worker"]
-TURN_MS = 20.0  # --interleave: each artifact's turn; the machine's speed drifts over seconds
+# --interleave: each artifact's turn (the machine's speed drifts over seconds), its first part
+# untimed (ONNX Runtime's threads spin on for a while after the previous session's run).
+TURN_MS, SETTLE_MS = 200.0, 20.0
 RUNTIME_OF_FORMAT = {"tflite": "litert", "onnx": "onnxruntime", "ort": "onnxruntime", "keras": "keras"}
 
 
@@ -425,7 +427,7 @@ def time_together(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, 
             bar.label = f"timing together: {', '.join(r.name for r in group)}"
         job = {"together": [{**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)],
                              "batch": settings.batch} for r in group],
-               "seconds": settings.interleave, "block_ms": TURN_MS}
+               "seconds": settings.interleave, "block_ms": TURN_MS, "settle_ms": SETTLE_MS}
         reply = run_worker(job, settings.timeout, tmp / f"together{g}.err")
         if reply["event"] == "error":
             for r in group:

@@ -165,10 +165,11 @@ def measure(job: dict, emit) -> dict:
 def measure_together(job: dict) -> dict:
     """Several artifacts timed in ONE process, in turns of ~block_ms each, for `seconds`.
 
-    Turns of a few ms follow this shared machine's drifting speed far more closely than fresh
-    processes a second apart can, so each turn's ratio compares like with like. ONNX Runtime's
-    threads do not spin (else an idle session's threads take the cores from the one running);
-    each turn starts with one untimed run. Returns each artifact's times and per-turn p50s.
+    Turns of a fraction of a second follow this shared machine's drifting speed far more closely
+    than fresh processes a second apart can, so each turn's ratio compares like with like. Each
+    turn starts with `settle_ms` of untimed runs: ONNX Runtime's idle threads keep spinning for a
+    while after a run (its default, kept: that is how it runs on a device) and would take the
+    cores from the next session. Returns each artifact's times and per-turn p50s.
     """
     from ..runtime import load_runtime
     from .dataset import InputReader
@@ -176,7 +177,7 @@ def measure_together(job: dict) -> dict:
     models, inputs = [], []
     for sub in job["together"]:
         try:
-            models.append(load_runtime(sub["path"], threads=sub.get("threads"), provider=sub.get("provider"), spin=False))
+            models.append(load_runtime(sub["path"], threads=sub.get("threads"), provider=sub.get("provider")))
         except Exception as exc:
             raise StageError("load", _message(exc)) from None
         rows, batch = sub["inputs"]["rows"], sub["batch"]
@@ -192,13 +193,16 @@ def measure_together(job: dict) -> dict:
                 model.run(x)
             t0 = time.perf_counter()
             model.run(x)
-            per_turn.append(max(1, int(job.get("block_ms", 20.0) / 1e3 / max(1e-6, time.perf_counter() - t0))))
+            per_turn.append(max(1, int(job.get("block_ms", 200.0) / 1e3 / max(1e-6, time.perf_counter() - t0))))
         times = [[] for _ in models]
         turn_p50 = [[] for _ in models]
         end = time.perf_counter() + job["seconds"]
         while time.perf_counter() < end or not turn_p50[0]:
             for model, x, n, out, medians in zip(models, inputs, per_turn, times, turn_p50, strict=True):
+                settled = time.perf_counter() + job.get("settle_ms", 0.0) / 1e3
                 model.run(x)
+                while time.perf_counter() < settled:
+                    model.run(x)
                 turn = []
                 for _ in range(n):
                     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ from ..errors import UsageError, VitedgeError
                    "per-round ratios (robust on a shared machine).")
 @click.option("--interleave", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
               help="After the accuracy pass, time each fp32 reference and the rows compared with it together, "
-                   "in one process, in turns of ~20 ms, for SECONDS: the speed-up of int8 over fp32 then holds on "
+                   "in one process, in turns of ~0.2 s, for SECONDS: the speed-up of int8 over fp32 then holds on "
                    "a shared machine whose speed drifts (p50 and speed-up come from these turns).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
               help="Images per run (timed runs and the accuracy pass).")

@@ -4,8 +4,8 @@ A ViT's int8 gain can only come from its weight-bearing matrix multiplies (every
 stays float in the fast recipes). This builds, for one ViT configuration, a model made of
 exactly those multiplies, at the model's own shapes and counts (per block QKV D->3D,
 projection D->D, MLP D->M and M->D on N tokens; patch embedding; head), in fp32 and in int8,
-and times them with the whole fp32 artifact in one process, in turns of ~5 ms (ONNX Runtime's
-threads not spinning); each ratio is the median of the per-turn ratios:
+and times them with the whole fp32 artifact in one process, in turns of ~0.2 s (as `vitedge
+bench --interleave`); each ratio is the median of the per-turn ratios:
 
     bound = T_fp32 / (T_fp32 - T_matmul_fp32 + T_matmul_int8)
 
@@ -196,8 +196,6 @@ def _runner(path_or_bytes, threads: int):
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         options.log_severity_level = 3
-        # several sessions share this process: idle threads must sleep, not spin on the cores
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path_or_bytes), options, providers=["CPUExecutionProvider"])
         feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
                  for i in session.get_inputs()}
@@ -224,13 +222,14 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
     return Bound(fmt, *p50s, rounds=turns)
 
 
-def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: float = 5.0):
-    """(p50 ms of each model, per-turn p50s as tuples), timed in turns of a few ms, in this process.
+def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: float = 200.0,
+                                settle_ms: float = 20.0):
+    """(p50 ms of each model, per-turn p50s as tuples), timed in turns in this process.
 
-    Turns of ~5 ms follow this shared machine's speed, which drifts over seconds, far closer than
-    fresh processes can: the bound is a small difference of two stack times (the default model's
-    moved 0.98-1.37x between runs timed apart). ONNX Runtime's threads do not spin (`_runner`),
-    so the sessions leave each other the cores, as in `vitedge bench --interleave`."""
+    As `vitedge bench --interleave`: turns of ~0.2 s follow this shared machine's speed, which
+    drifts over seconds, far closer than fresh processes can (the bound is a small difference of
+    two stack times; the default model's moved 0.98-1.37x between runs timed apart); the first
+    `settle_ms` of a turn is untimed, while the previous session's threads stop spinning."""
     import time
 
     runners = [_runner(p, threads) for p in paths]
@@ -246,7 +245,10 @@ def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: 
     turns: list[list[float]] = [[] for _ in paths]
     while min(len(t) for t in times) < runs:
         for run, n, out, medians in zip(runners, per_block, times, turns, strict=True):
+            settled = time.perf_counter() + settle_ms / 1e3
             run()  # untimed: the previous model's threads have just gone idle
+            while time.perf_counter() < settled:
+                run()
             turn = []
             for _ in range(n):
                 start = time.perf_counter()

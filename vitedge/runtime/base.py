@@ -212,14 +212,11 @@ def resolve_model_info(rt: Runtime) -> ModelInfo:
     return ModelInfo((h, w), tuple(labels), pre, scores, from_metadata=True, warning=warning)
 
 
-def load_runtime(path: str | os.PathLike, threads: int | None = None, provider: str | None = None,
-                 spin: bool = True) -> Runtime:
+def load_runtime(path: str | os.PathLike, threads: int | None = None, provider: str | None = None) -> Runtime:
     """Open `path` in the runtime its format needs; a VitedgeError with one line if it can't.
 
     provider: for .onnx/.ort an ONNX Runtime execution provider ("cpu", "CUDAExecutionProvider",
     ...); for .tflite "xnnpack" (default), "builtin" (LiteRT's own kernels) or "reference".
-    spin=False: ONNX Runtime's idle threads sleep instead of spinning (for several sessions in
-    one process; LiteRT's pools need nothing).
     """
     path = check_model_path(path)
     fmt = artifact_format(path)
@@ -230,5 +227,5 @@ def load_runtime(path: str | os.PathLike, threads: int | None = None, provider: 
     if fmt in ("onnx", "ort"):
         from .onnxrt import OnnxRuntime
 
-        return OnnxRuntime(path, threads=threads, provider=provider, spin=spin)
+        return OnnxRuntime(path, threads=threads, provider=provider)
     raise VitedgeError(f"{path}: no runtime for format {fmt}")  # pragma: no cover

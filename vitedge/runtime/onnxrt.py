@@ -32,7 +32,7 @@ def resolve_provider(name: str | None, available: list[str]) -> str:
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
-    def __init__(self, path, threads=None, provider=None, spin=True):
+    def __init__(self, path, threads=None, provider=None):
         super().__init__(path, None, threads)
         try:
             import onnxruntime as ort
@@ -44,8 +44,6 @@ class OnnxRuntime(Runtime):
         opts.log_severity_level = 3  # errors only; its warnings are about graph optimizations
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        if not spin:  # idle worker threads sleep at once: sessions sharing a process leave each other the cores
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [self.provider] + (["CPUExecutionProvider"] if self.provider != "CPUExecutionProvider" else [])
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
