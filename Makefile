@@ -84,7 +84,7 @@ bench: install
 	@test -d $(DATA)/test || { echo "no $(DATA)/test: make the data set first (vitedge data fashion-mnist --out $(DATA))"; exit 1; }
 	@mkdir -p $(RESULTS)
 	set -o pipefail; $(BIN)/vitedge bench $(wildcard $(ARTIFACTS)/$(STEM)_*.tflite) $(wildcard $(ARTIFACTS)/$(STEM)_*.onnx) \
-	  $(wildcard $(ARTIFACTS)/$(STEM)_*.ort) --data $(DATA)/test --rounds 5 --min-time 0.3 --json $(RESULTS)/bench.json --csv $(RESULTS)/bench.csv --plot $(RESULTS)/bench.png \
+	  $(wildcard $(ARTIFACTS)/$(STEM)_*.ort) --data $(DATA)/test --interleave 10 --json $(RESULTS)/bench.json --csv $(RESULTS)/bench.csv --plot $(RESULTS)/bench.png \
 	  --force | tee $(RESULTS)/bench.txt
 
 # Issue 7's int8 bar: default model and ViT-Ti/16@224, TFLite and ONNX, int8 vs fp32 (speed, size,
