@@ -133,7 +133,7 @@ def main() -> int:
             print(f"kernel bound: {key} {fmt}", file=sys.stderr, flush=True)
             runs = 300 if key == "vit-ti16" else 20000  # ~8 s per model either way
             bounds[(key, fmt)] = measure_bound(fmt, configs[key], path(key, fmt, "fp32"), threads=args.threads,
-                                               rounds=1, runs=runs, target=args.target)
+                                               runs=runs, target=args.target)
 
     rows, failures = [], []
     candidates = []
@@ -146,8 +146,8 @@ def main() -> int:
             i8 = speed[path(key, fmt, precision).name]
             if i8["reference"] != f32["artifact"]:
                 sys.exit(f"bench_int8: bench compared {i8['artifact']} with {i8['reference']}, not {f32['artifact']}")
-            # The speed-up is bench's: the median of per-round ratios, each round timing the fp32
-            # file next to its int8 twins (the pooled p50s' ratio is kept for the record).
+            # The speed-up is bench's: the median of per-turn ratios, the fp32 file timed in turns
+            # with its int8 twins (the pooled p50s' ratio is kept for the record).
             row = {"model": key, "format": fmt, "precision": precision, "fp32_p50_ms": f32["p50_ms"],
                    "int8_p50_ms": i8["p50_ms"], "speedup": i8["speedup"], "speedup_iqr": i8["speedup_iqr"],
                    "pooled_p50_ratio": f32["p50_ms"] / i8["p50_ms"], "speed_bar": bar,

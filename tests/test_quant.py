@@ -310,7 +310,7 @@ def test_kernel_bound_times_the_models_own_matmul_shapes(tiny_artifacts, tiny_co
     shapes = matmul_shapes(tiny_config)
     assert len(shapes) == 1 + 4 * tiny_config.depth + 1 and shapes[1] == (17, 32, 96)
     for fmt in ("onnx", "tflite"):
-        bound = measure_bound(fmt, tiny_config, tiny_artifacts[(fmt, "fp32")], rounds=2, runs=5)
+        bound = measure_bound(fmt, tiny_config, tiny_artifacts[(fmt, "fp32")], runs=10)
         figures = bound.to_dict()
         assert all(figures[k] > 0 for k in ("whole_fp32_ms", "matmul_fp32_ms", "matmul_int8_ms", "bound")), figures
         assert json.dumps(figures)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..table import format_table
+from .runner import SETTLE_MS, TURN_MS
 
 # The table: (header, key in each JSON row). Every key is in every row of the JSON and CSV too.
 COLUMNS = [
@@ -164,7 +165,7 @@ def footnotes(report: dict) -> list[str]:
                  + f"; {m['cpu']}, {m['cores']} cores, Python {m['python']}")
     if any(r.get("interleaved") for r in rows):
         notes.append(f"p50, p90 and speed-up: each reference and its rows timed together in one process for "
-                     f"{s['interleave_s']:g} s, in turns of ~0.2 s (the first 20 ms untimed); the speed-up is the "
+                     f"{s['interleave_s']:g} s, in turns of ~{TURN_MS / 1e3:g} s (the first {SETTLE_MS:g} ms untimed); the speed-up is the "
                      "median of the per-turn ratios")
     elif any(r.get("speedup") is not None and r["reference"] != r["artifact"] for r in rows):
         notes.append("speed-up: the reference's p50 over the row's" + (

@@ -163,56 +163,31 @@ def measure(job: dict, emit) -> dict:
 
 
 def measure_together(job: dict) -> dict:
-    """Several artifacts timed in ONE process, in turns of ~block_ms each, for `seconds`.
-
-    Turns of a fraction of a second follow this shared machine's drifting speed far more closely
-    than fresh processes a second apart can, so each turn's ratio compares like with like. Each
-    turn starts with `settle_ms` of untimed runs: ONNX Runtime's idle threads keep spinning for a
-    while after a run (its default, kept: that is how it runs on a device) and would take the
-    cores from the next session. Returns each artifact's times and per-turn p50s.
-    """
+    """--interleave: several artifacts loaded in ONE process and timed in turns for `seconds`
+    (quant.timing.time_in_turns). Returns each artifact's times and per-turn p50s."""
+    from ..quant.timing import time_in_turns
     from ..runtime import load_runtime
     from .dataset import InputReader
 
-    models, inputs = [], []
+    runners = []
     for sub in job["together"]:
         try:
-            models.append(load_runtime(sub["path"], threads=sub.get("threads"), provider=sub.get("provider")))
+            model = load_runtime(sub["path"], threads=sub.get("threads"), provider=sub.get("provider"))
         except Exception as exc:
             raise StageError("load", _message(exc)) from None
         rows, batch = sub["inputs"]["rows"], sub["batch"]
         reader = InputReader(sub["inputs"])
         try:
-            inputs.append(reader.read((rows * (batch // len(rows) + 1))[:batch]))
+            x = reader.read((rows * (batch // len(rows) + 1))[:batch])
         finally:
             reader.close()
+        runners.append(lambda model=model, x=x: model.run(x))
     try:
-        per_turn = []
-        for model, x in zip(models, inputs, strict=True):
-            for _ in range(5):
-                model.run(x)
-            t0 = time.perf_counter()
-            model.run(x)
-            per_turn.append(max(1, int(job.get("block_ms", 200.0) / 1e3 / max(1e-6, time.perf_counter() - t0))))
-        times = [[] for _ in models]
-        turn_p50 = [[] for _ in models]
-        end = time.perf_counter() + job["seconds"]
-        while time.perf_counter() < end or not turn_p50[0]:
-            for model, x, n, out, medians in zip(models, inputs, per_turn, times, turn_p50, strict=True):
-                settled = time.perf_counter() + job.get("settle_ms", 0.0) / 1e3
-                model.run(x)
-                while time.perf_counter() < settled:
-                    model.run(x)
-                turn = []
-                for _ in range(n):
-                    t0 = time.perf_counter()
-                    model.run(x)
-                    turn.append((time.perf_counter() - t0) * 1e3)
-                out += turn
-                medians.append(float(np.median(turn)))
+        times, turns = time_in_turns(runners, seconds=job["seconds"], block_ms=job["block_ms"],
+                                     settle_ms=job["settle_ms"])
     except Exception as exc:
         raise StageError("run", _message(exc)) from None
-    return {"rows": [{"times_ms": t, "turn_p50_ms": m} for t, m in zip(times, turn_p50, strict=True)]}
+    return {"rows": [{"times_ms": t, "turn_p50_ms": m} for t, m in zip(times, turns, strict=True)]}
 
 
 def main() -> None:

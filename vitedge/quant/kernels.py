@@ -4,8 +4,9 @@ A ViT's int8 gain can only come from its weight-bearing matrix multiplies (every
 stays float in the fast recipes). This builds, for one ViT configuration, a model made of
 exactly those multiplies, at the model's own shapes and counts (per block QKV D->3D,
 projection D->D, MLP D->M and M->D on N tokens; patch embedding; head), in fp32 and in int8,
-and times them with the whole fp32 artifact in one process, in turns of ~0.2 s (as `vitedge
-bench --interleave`); each ratio is the median of the per-turn ratios:
+and times them with the whole fp32 artifact in one process, in turns of ~0.2 s
+(`timing.time_in_turns`, as `vitedge bench --interleave`); each ratio is the median of the
+per-turn ratios:
 
     bound = T_fp32 / (T_fp32 - T_matmul_fp32 + T_matmul_int8)
 
@@ -208,8 +209,10 @@ def _runner(path_or_bytes, threads: int):
 
 
 def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, threads: int = 2,
-                  rounds: int = 4, runs: int = 50, target: str = "x86") -> Bound:
-    """The kernel-level bound for `fmt` on the ViT `config`, with its whole fp32 artifact."""
+                  runs: int = 200, target: str = "x86") -> Bound:
+    """The kernel-level bound for `fmt` on the ViT `config`, with its whole fp32 artifact (`runs` each)."""
+    from .timing import time_in_turns
+
     with tempfile.TemporaryDirectory(prefix="vitedge-kernels-") as work:
         if fmt == "tflite":
             fp32, int8 = (Path(work) / "matmuls_fp32.tflite", Path(work) / "matmuls_int8.tflite")
@@ -218,42 +221,7 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
         else:
             fp32, int8 = onnx_matmul_models(config, Path(work), reduce_range=target == "x86",
                                             bias=has_matmul_bias(whole_fp32))
-        p50s, turns = _alternating_in_one_process([whole_fp32, fp32, int8], threads, rounds * runs)
-    return Bound(fmt, *p50s, rounds=turns)
-
-
-def _alternating_in_one_process(paths: list, threads: int, runs: int, block_ms: float = 200.0,
-                                settle_ms: float = 20.0):
-    """(p50 ms of each model, per-turn p50s as tuples), timed in turns in this process.
-
-    As `vitedge bench --interleave`: turns of ~0.2 s follow this shared machine's speed, which
-    drifts over seconds, far closer than fresh processes can (the bound is a small difference of
-    two stack times; the default model's moved 0.98-1.37x between runs timed apart); the first
-    `settle_ms` of a turn is untimed, while the previous session's threads stop spinning."""
-    import time
-
-    runners = [_runner(p, threads) for p in paths]
-    costs = []
-    for run in runners:
-        for _ in range(5):
-            run()
-        start = time.perf_counter()
-        run()
-        costs.append(max(1e-6, time.perf_counter() - start))
-    per_block = [max(1, int(block_ms / 1e3 / c)) for c in costs]
-    times: list[list[float]] = [[] for _ in paths]
-    turns: list[list[float]] = [[] for _ in paths]
-    while min(len(t) for t in times) < runs:
-        for run, n, out, medians in zip(runners, per_block, times, turns, strict=True):
-            settled = time.perf_counter() + settle_ms / 1e3
-            run()  # untimed: the previous model's threads have just gone idle
-            while time.perf_counter() < settled:
-                run()
-            turn = []
-            for _ in range(n):
-                start = time.perf_counter()
-                run()
-                turn.append((time.perf_counter() - start) * 1e3)
-            out += turn
-            medians.append(float(np.median(turn)))
-    return [float(np.median(t)) for t in times], list(zip(*turns, strict=True))
+        # one process, in turns (the bound is a small difference of two stack times; timed apart,
+        # the default model's moved 0.98-1.37x between runs)
+        times, turns = time_in_turns([_runner(p, threads) for p in (whole_fp32, fp32, int8)], runs=runs)
+    return Bound(fmt, *(float(np.median(t)) for t in times), rounds=list(zip(*turns, strict=True)))

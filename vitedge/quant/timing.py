@@ -12,6 +12,10 @@ Each artifact runs in a fresh process (`python -m vitedge.quant.timing`), as on 
 one process ONNX Runtime sessions disturb each other (their worker threads keep spinning
 after a run), which measured here turned ViT-Ti's int8 speed-up of 1.46x into 1.15x. Batch 1,
 through `vitedge.runtime.load_runtime` (the device path), random input of the model's size.
+
+`time_in_turns` is the other way, for models loaded in one process (`vitedge bench
+--interleave`, the kernel bounds): turns of ~0.2 s, each opening with untimed runs while the
+previous session's threads stop spinning.
 """
 
 from __future__ import annotations
@@ -68,12 +72,51 @@ def _worker(path: str, threads: int, runs: int, warmup: int, raw: bool = False) 
             runtime.run(x)
     for _ in range(warmup):
         run()
+    return timed_runs(run, runs)
+
+
+def timed_runs(run, n: int) -> list[float]:
+    """ms of each of `n` calls of `run`."""
     times = []
-    for _ in range(runs):
+    for _ in range(n):
         start = time.perf_counter()
         run()
         times.append((time.perf_counter() - start) * 1e3)
     return times
+
+
+def time_in_turns(runners: list, seconds: float = 0.0, runs: int = 0, block_ms: float = 200.0,
+                  settle_ms: float = 20.0) -> tuple[list[list[float]], list[list[float]]]:
+    """Models loaded in ONE process, timed in turns of ~block_ms each: (times ms, per-turn p50s) of each.
+
+    runners: no-argument callables, one inference each. Stops after at least one turn, once
+    `seconds` have passed and every model has `runs` timed runs. Turns of a fraction of a second
+    follow a shared machine's speed, which drifts over seconds, far more closely than fresh
+    processes a second apart can, so a per-turn ratio compares like with like. Each turn opens
+    with `settle_ms` of untimed runs: ONNX Runtime's idle threads keep spinning for a while after
+    a run (its default, kept: that is how it runs on a device) and would take the cores from the
+    next session.
+    """
+    per_turn = []
+    for run in runners:
+        for _ in range(5):
+            run()
+        start = time.perf_counter()
+        run()
+        per_turn.append(max(1, int(block_ms / 1e3 / max(1e-6, time.perf_counter() - start))))
+    times: list[list[float]] = [[] for _ in runners]
+    turns: list[list[float]] = [[] for _ in runners]
+    end = time.perf_counter() + seconds
+    while not turns[0] or time.perf_counter() < end or min(len(t) for t in times) < runs:
+        for run, n, out, medians in zip(runners, per_turn, times, turns, strict=True):
+            settled = time.perf_counter() + settle_ms / 1e3
+            run()  # untimed: the previous model's threads have just gone idle
+            while time.perf_counter() < settled:
+                run()
+            turn = timed_runs(run, n)
+            out += turn
+            medians.append(float(np.median(turn)))
+    return times, turns
 
 
 def _env() -> dict:
