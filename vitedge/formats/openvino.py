@@ -1,0 +1,174 @@
+"""OpenVINO IR: `model.xml` (topology, metadata) + `model.bin` (weights), run by OpenVINO.
+
+Needs the optional extra: `pip install "vitedge[openvino]"` (openvino; nncf to make int8).
+Conversion starts from the same fused fp32 ONNX graph the ONNX format exports (shared within
+one export call through `ctx.converter("onnx")`), so the two formats run the same graph:
+  fp32  `openvino.convert_model` of that ONNX, saved with fp32 weights (compress_to_fp16=False;
+        OpenVINO's default would halve them).
+  int8  NNCF post-training quantization of the fp32 IR on the export's calibration images,
+        with OpenVINO's transformer preset (ModelType.TRANSFORMER: mixed preset, SmoothQuant,
+        the parts of attention and LayerNorm kept float that the preset keeps float).
+`--scores probabilities` ends the ONNX graph with a Softmax before either step.
+Metadata: the IR's `rt_info`, key "vitedge" (a JSON string); see vitedge/runtime/openvino.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import weakref
+from pathlib import Path
+
+from .base import ArtifactFormat, Converted, Converter, ExportContext
+
+PRECISIONS = ("fp32", "int8")
+WEIGHTS_SUFFIX = ".bin"
+
+
+def _remove_files(paths: set[Path]) -> None:
+    for path in list(paths):
+        path.unlink(missing_ok=True)
+    paths.clear()
+
+
+class OpenVinoConverter(Converter):
+    """ONNX (the ONNX converter's fused fp32 graph) -> OpenVINO models, one per scores kind."""
+
+    def __init__(self, ctx: ExportContext):
+        super().__init__(ctx)
+        self._fp32: dict[str, object] = {}  # scores -> ov.Model (fp32)
+        # Weights written beside a temporary .xml for verification, before export renames the
+        # artifact; removed once copied to the final .bin, or when the export call is over.
+        self._stray: set[Path] = set()
+        weakref.finalize(self, _remove_files, self._stray)
+
+    def _fp32_model(self, scores: str):
+        if scores not in self._fp32:
+            import onnx
+
+            from ..errors import VitedgeError
+            from ..export import onnx as onnx_export
+            from ..runtime.openvino import import_openvino, openvino_reason
+
+            ov = import_openvino()
+            proto, recipe, _ = self.ctx.converter("onnx").proto("fp32")
+            if scores == "probabilities":
+                onnx_export.append_softmax(proto)
+            source = self.ctx.workdir / f"openvino-{scores}.onnx"
+            onnx.save(proto, str(source))
+            try:
+                self._fp32[scores] = ov.convert_model(str(source))
+            except Exception as exc:
+                raise VitedgeError(f"OpenVINO could not convert the ONNX model: {openvino_reason(exc)}") from None
+            self._onnx_recipe = recipe
+        return self._fp32[scores]
+
+    def _quantize(self, model):
+        """NNCF int8 of `model` (an fp32 ov.Model) on the calibration images."""
+        from ..errors import VitedgeError
+
+        try:
+            import nncf
+        except ImportError:
+            raise VitedgeError('int8 OpenVINO IR needs NNCF: pip install "vitedge[openvino]" (or: pip install nncf)') from None
+        images = self.ctx.calibration.images
+        items = [images[i:i + 1] for i in range(len(images))]
+        nncf.set_log_level(logging.WARNING)
+        settings = {"model_type": nncf.ModelType.TRANSFORMER, "preset": nncf.QuantizationPreset.MIXED,
+                    "target_device": nncf.TargetDevice.CPU, "subset_size": len(items)}
+        # NNCF draws progress bars on stdout; stdout is for results (--json), so they go to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                quantized = nncf.quantize(model.clone(), nncf.Dataset(items), **settings)
+            except Exception as exc:
+                from ..runtime.openvino import openvino_reason
+
+                raise VitedgeError(f"NNCF could not quantize the OpenVINO model: {openvino_reason(exc)}") from None
+        recipe = {"quantizer": f"nncf {nncf.__version__} quantize (post-training)", "model_type": "transformer",
+                  "preset": "mixed", "target_device": "CPU", "calibration_images": len(items),
+                  "activations": "int8 per-tensor (asymmetric)", "weights": "int8 per-channel (symmetric)"}
+        return quantized, recipe
+
+    def convert(self, precision: str, scores: str) -> Converted:
+        from ..errors import VitedgeError
+        from ..export import onnx as onnx_export
+        from ..runtime.openvino import METADATA_KEY, import_openvino, openvino_version, weights_path
+
+        if precision not in PRECISIONS:  # pragma: no cover - the plan rejects it
+            raise VitedgeError(f"{precision} is not available for openvino")
+        ov = import_openvino()
+        model = self._fp32_model(scores)
+        recipe = {"converter": f"openvino {openvino_version()} convert_model",
+                  "source": {"onnx": self._onnx_recipe.get("converter"), "opset": self._onnx_recipe.get("opset"),
+                             "graph": "vitedge.quant.onnx_graph.simplify (the ONNX format's fp32 graph)"},
+                  "weights": "fp32 (compress_to_fp16=False)", "batch": None, "device": "CPU"}
+        if scores == "probabilities":
+            recipe["softmax"] = {"op": "Softmax(axis=-1)", "output": onnx_export.PROBABILITIES_NAME}
+        if precision == "int8":
+            model, extra = self._quantize(model)
+            recipe.update(extra)
+        else:
+            model = model.clone()
+        h, w = self.ctx.calibration.images.shape[1:3]
+        io = {"input": {"name": model.inputs[0].get_any_name(), "shape": [None, int(h), int(w), 3],
+                        "dtype": "float32"},
+              "output": {"name": model.outputs[0].get_any_name(), "dtype": "float32"}}
+        stray = self._stray
+        written: dict[str, Path] = {}
+
+        def write(path: Path, meta: dict) -> None:
+            model.set_rt_info(json.dumps(meta, sort_keys=True), [METADATA_KEY])
+            ov.save_model(model, str(path), compress_to_fp16=False)  # path.xml + path.bin
+            written["bin"] = weights_path(path)
+            stray.add(written["bin"])
+
+        def companions(final: Path) -> list[bytes]:
+            data = written["bin"].read_bytes()
+            stray.discard(written["bin"])
+            written["bin"].unlink(missing_ok=True)
+            return [data]
+
+        return Converted(recipe, io, write, companions)
+
+
+class OpenVinoFormat(ArtifactFormat):
+    name = "openvino"
+    suffixes = (".xml",)
+    precisions = PRECISIONS
+    default_scores = "logits"  # as the ONNX file it is made from; OpenVINO apps read raw outputs
+    runtime_name = "openvino"
+    int8_recipes = None  # NNCF's transformer preset, not one of vitedge's measured recipes
+    in_all = False  # an optional extra: `--format all` keeps meaning what the core install makes
+    extra = "openvino"
+
+    def read_metadata(self, path):
+        from ..runtime.openvino import read_openvino_metadata
+
+        return read_openvino_metadata(path)
+
+    def companion_paths(self, path: Path) -> list[Path]:
+        return [Path(path).with_suffix(WEIGHTS_SUFFIX)]
+
+    def open_runtime(self, path, threads=None, provider=None):
+        from ..runtime.openvino import OpenVinoRuntime
+
+        return OpenVinoRuntime(path, threads=threads, provider=provider)
+
+    def info_fields(self, path: Path, meta: dict | None) -> dict:
+        weights = Path(path).with_suffix(WEIGHTS_SUFFIX)
+        return {"weights_file": weights.name, "weights_bytes": weights.stat().st_size if weights.is_file() else None}
+
+    def info_rows(self, info: dict) -> list[tuple[str, str]]:
+        if "weights_file" not in info:
+            return []
+        size = info.get("weights_bytes")
+        return [("weights", f"{info['weights_file']} ({size:,} bytes)" if size is not None
+                 else f"{info['weights_file']} is missing")]
+
+    def converter(self, ctx: ExportContext) -> Converter:
+        return OpenVinoConverter(ctx)
+
+
+FORMAT = OpenVinoFormat()
