@@ -144,6 +144,13 @@ def test_broken_pairs_give_one_clear_line(ir, image_dir, tmp_path):
     shutil.copy(ir["int8"].path.with_suffix(".bin"), swapped.with_suffix(".bin"))
     assert "cannot read this IR" in assert_one_line_error(run_cli("info", swapped))
 
+    padded = _copy_pair(src, tmp_path / "p")  # loads in OpenVINO, but not the size export recorded
+    with open(padded.with_suffix(".bin"), "ab") as fh:
+        fh.write(b"\0" * 64)
+    assert "keep each .xml with its own .bin" in assert_one_line_error(run_cli("predict", image, "--model", padded))
+    info = json.loads(run_cli("info", padded, "--json").stdout)
+    assert info["weights_match"] is False
+
     foreign = tmp_path / "notes.xml"
     foreign.write_text("<?xml version='1.0'?><notes><note>hello</note></notes>")
     foreign.with_suffix(".bin").write_bytes(b"\0" * 16)

@@ -94,7 +94,14 @@ class OpenVinoConverter(Converter):
     def convert(self, precision: str, scores: str) -> Converted:
         from ..errors import VitedgeError
         from ..export import onnx as onnx_export
-        from ..runtime.openvino import METADATA_KEY, import_openvino, openvino_version, weights_path
+        from ..runtime.openvino import (
+            METADATA_KEY,
+            WEIGHTS_KEY,
+            import_openvino,
+            openvino_version,
+            weights_path,
+            weights_record,
+        )
 
         if precision not in PRECISIONS:  # pragma: no cover - the plan rejects it
             raise VitedgeError(f"{precision} is not available for openvino")
@@ -119,10 +126,16 @@ class OpenVinoConverter(Converter):
         written: dict[str, Path] = {}
 
         def write(path: Path, meta: dict) -> None:
-            model.set_rt_info(json.dumps(meta, sort_keys=True), [METADATA_KEY])
-            ov.save_model(model, str(path), compress_to_fp16=False)  # path.xml + path.bin
+            # The .bin does not depend on rt_info: save, measure the weights, save with their
+            # size and hash in the metadata (a runtime then tells a swapped .bin from its own).
             written["bin"] = weights_path(path)
             stray.add(written["bin"])
+            ov.save_model(model, str(path), compress_to_fp16=False)  # path.xml + path.bin
+            weights = weights_record(written["bin"])
+            model.set_rt_info(json.dumps({**meta, WEIGHTS_KEY: weights}, sort_keys=True), [METADATA_KEY])
+            ov.save_model(model, str(path), compress_to_fp16=False)
+            if weights_record(written["bin"]) != weights:
+                raise VitedgeError("OpenVINO wrote different weights on a second save; nothing written")
 
         def companions(final: Path) -> list[bytes]:
             data = written["bin"].read_bytes()
@@ -157,15 +170,27 @@ class OpenVinoFormat(ArtifactFormat):
         return OpenVinoRuntime(path, threads=threads, provider=provider)
 
     def info_fields(self, path: Path, meta: dict | None) -> dict:
-        weights = Path(path).with_suffix(WEIGHTS_SUFFIX)
-        return {"weights_file": weights.name, "weights_bytes": weights.stat().st_size if weights.is_file() else None}
+        """The .bin beside the .xml: its size, and whether it is the one exported with it (sha256)."""
+        from ..runtime.openvino import WEIGHTS_KEY, weights_path, weights_record
+
+        weights = weights_path(path)
+        out = {"weights_file": weights.name, "weights_bytes": None, "weights_match": None}
+        if weights.is_file():
+            out["weights_bytes"] = weights.stat().st_size
+            recorded = (meta or {}).get(WEIGHTS_KEY)
+            if isinstance(recorded, dict):
+                out["weights_match"] = weights_record(weights) == recorded
+        return out
 
     def info_rows(self, info: dict) -> list[tuple[str, str]]:
         if "weights_file" not in info:
             return []
-        size = info.get("weights_bytes")
-        return [("weights", f"{info['weights_file']} ({size:,} bytes)" if size is not None
-                 else f"{info['weights_file']} is missing")]
+        size, match = info.get("weights_bytes"), info.get("weights_match")
+        if size is None:
+            return [("weights", f"{info['weights_file']} is missing")]
+        check = {True: "sha256 as exported", False: "NOT the weights exported with this .xml",
+                 None: "no recorded hash"}[match]
+        return [("weights", f"{info['weights_file']} ({size:,} bytes, {check})")]
 
     def converter(self, ctx: ExportContext) -> Converter:
         return OpenVinoConverter(ctx)

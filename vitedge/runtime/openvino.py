@@ -19,6 +19,7 @@ from ..errors import VitedgeError
 from .base import Runtime
 
 METADATA_KEY = "vitedge"  # rt_info entry holding the metadata JSON
+WEIGHTS_KEY = "openvino_weights"  # in that metadata: {"bytes", "sha256"} of the .bin exported with it
 MAX_XML_BYTES = 256 * 1024 * 1024  # an IR's topology; weights are in the .bin
 MAX_METADATA_CHARS = 6_000_000  # the metadata (<= 1 MB of JSON at export) as OpenVINO returns it
 _IR_MARK = b"<net "  # the root element of every IR version
@@ -29,6 +30,13 @@ INSTALL_HINT = 'OpenVINO is not installed: pip install "vitedge[openvino]" (or: 
 def weights_path(xml_path: str | os.PathLike) -> Path:
     """model.xml -> model.bin (OpenVINO's own rule for finding the weights)."""
     return Path(xml_path).with_suffix(".bin")
+
+
+def weights_record(path: str | os.PathLike) -> dict:
+    """{"bytes", "sha256"} of a weights file, as export records it in the metadata."""
+    from ..fileio import sha256_file
+
+    return {"bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
 
 
 def import_openvino():
@@ -140,6 +148,7 @@ class OpenVinoRuntime(Runtime):
         core = ov.Core()
         model = read_ir_model(core, self.path)
         self.metadata = metadata_of(model, self.path)
+        self._check_weights_size()
         if len(model.inputs) != 1 or len(model.outputs) < 1:
             raise VitedgeError(f"{self.path}: {len(model.inputs)} inputs; an image classifier has one")
         self._raw_in = _shape(model.inputs[0].get_partial_shape())
@@ -158,6 +167,17 @@ class OpenVinoRuntime(Runtime):
             raise VitedgeError(f"{self.path}: OpenVINO cannot compile it for the CPU ({openvino_reason(exc)})") from None
         self._request = self.compiled.create_infer_request()
         self.precision_hint = _type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+    def _check_weights_size(self) -> None:
+        """A .bin of another size than the one exported with this .xml is another model's
+        (cheap; `vitedge info` compares the sha256 too)."""
+        recorded = (self.metadata or {}).get(WEIGHTS_KEY)
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("bytes"), int):
+            return
+        actual = weights_path(self.path).stat().st_size
+        if actual != recorded["bytes"]:
+            raise VitedgeError(f"{self.path}: {weights_path(self.path).name} has {actual:,} bytes, the weights "
+                               f"exported with it {recorded['bytes']:,}; keep each .xml with its own .bin")
 
     @property
     def raw_input_shape(self):
