@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, make_images, run_cli
 
-from vitedge.artifact import read_metadata
 from vitedge.errors import UsageError, VitedgeError
+from vitedge.formats import read_metadata
 from vitedge.quant.recipes import check_target, parse_int8_option, resolve, slower_than_fp32
 
 pytest.importorskip("tensorflow")

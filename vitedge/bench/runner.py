@@ -24,19 +24,31 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..artifact import FORMATS, artifact_format, read_metadata
+from .. import formats
 from ..errors import UsageError, VitedgeError
 from ..preprocess import Preprocessing
 from . import stats
 from .dataset import RANDOM_IMAGES, BenchData, limit_data, prepare_inputs, random_data, scan_data
 from .keras_model import NEEDS_TF, keras_metadata, tensorflow_available
 
-BENCH_SUFFIXES = (*FORMATS, ".keras")
 WORKER_COMMAND = [sys.executable, "-m", "vitedge.bench.worker"]
 # --interleave: each artifact's turn (the machine's speed drifts over seconds), its first part
 # untimed (ONNX Runtime's threads spin on for a while after the previous session's run).
 TURN_MS, SETTLE_MS = 200.0, 20.0
-RUNTIME_OF_FORMAT = {"tflite": "litert", "onnx": "onnxruntime", "ort": "onnxruntime", "keras": "keras"}
+
+
+def bench_suffixes() -> tuple[str, ...]:
+    """Every registered artifact suffix, and .keras (the float reference)."""
+    return (*formats.suffixes(), ".keras")
+
+
+def runtime_of_format(name: str) -> str | None:
+    if name == "keras":
+        return "keras"
+    try:
+        return formats.get(name).runtime_name
+    except VitedgeError:
+        return None
 
 
 @dataclass
@@ -100,9 +112,9 @@ def expand_paths(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
-                       and q.suffix.lower() in BENCH_SUFFIXES) if p.is_dir() else [p]
+                       and q.suffix.lower() in bench_suffixes()) if p.is_dir() else [p]
         if p.is_dir() and not found:
-            raise VitedgeError(f"{p}: no artifacts inside (expected {', '.join(BENCH_SUFFIXES)} files)")
+            raise VitedgeError(f"{p}: no artifacts inside (expected {', '.join(bench_suffixes())} files)")
         for q in found:
             key = os.path.realpath(q)
             if key not in seen:
@@ -119,8 +131,8 @@ def plan_row(path: Path) -> Row:
         if path.suffix.lower() == ".keras":
             row.kind, row.format, row.metadata = "keras", "keras", keras_metadata(path)
         else:
-            row.format = artifact_format(path)
-            row.metadata = read_metadata(path)
+            row.format = formats.for_path(path).name
+            row.metadata = formats.read_metadata(path)
         if row.metadata is not None:
             shape = (row.metadata.get("input") or {}).get("shape") or []
             if len(shape) == 4 and isinstance(shape[1], int) and isinstance(shape[2], int):
@@ -448,7 +460,7 @@ def figures(row: Row, data: BenchData, settings: Settings) -> dict:
     """Everything about one row, flat (JSON and CSV alike)."""
     out = {
         "artifact": row.name, "path": str(row.path), "format": row.format,
-        "runtime": row.measured.get("runtime") or RUNTIME_OF_FORMAT.get(row.format),
+        "runtime": row.measured.get("runtime") or runtime_of_format(row.format),
         "runtime_version": row.measured.get("runtime_version"), "precision": row.precision,
         "size_bytes": row.path.stat().st_size if row.path.is_file() else None,
         "input_shape": row.measured.get("input_shape"), "output_kind": row.measured.get("output_kind"),

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VitedgeError
+from ..formats.base import Converted, Converter, ExportContext
+from ..formats.tflite import PRECISIONS
+from .metadata import STATIC_PRECISIONS
 from .quiet import captured_stderr, last_error_line
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 DEFAULT_BATCH = 1
 LAYERNORM_FORM = "mean-sub-mul"  # recorded in the recipe; see export_friendly_layernorm
 
@@ -173,3 +175,49 @@ def _interpreter(flatbuffer: bytes):
     except ImportError:  # TensorFlow's own, deprecated but present on workstations
         from tensorflow.lite import Interpreter
     return Interpreter(model_content=flatbuffer)
+
+
+class TfliteConverter(Converter):
+    """One SavedModel per export call (logits or probabilities out), converted per precision."""
+
+    def __init__(self, ctx: ExportContext):
+        super().__init__(ctx)
+        self._saved_models: dict[str, Path] = {}
+
+    def saved_model(self, scores: str) -> Path:
+        """The SavedModel the converter starts from; `scores="probabilities"` ends it in a softmax."""
+        if scores not in self._saved_models:
+            traced = with_softmax(self.ctx.keras_model) if scores == "probabilities" \
+                else self.ctx.keras_model
+            folder = self.ctx.workdir / ("saved_model" if not self._saved_models else f"saved_model_{scores}")
+            self._saved_models[scores] = export_saved_model(traced, folder, self.ctx.tflite_batch)
+        return self._saved_models[scores]
+
+    def convert(self, precision: str, scores: str) -> Converted:
+        from .tflite_metadata import with_tflite_metadata
+
+        ctx = self.ctx
+        saved_model = self.saved_model(scores)
+        met = True
+        if precision == "int8" and not ctx.int8_io:  # the measured recipes (vitedge.quant, docs/quantization.md)
+            import tensorflow as tf
+
+            from ..quant.int8_export import TfliteBuilder, int8_artifact
+
+            builder = TfliteBuilder(saved_model, ctx.calibration.images, ctx.workdir, ctx.int8.target,
+                                    ctx.tflite_batch)
+            path, recipe, met = int8_artifact(builder, ctx.int8)
+            flatbuffer = path.read_bytes()
+            recipe = {"converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model",
+                      "batch": ctx.tflite_batch, "layernorm": LAYERNORM_FORM, **recipe, "io": "float32"}
+        else:
+            images = ctx.calibration.images if precision in STATIC_PRECISIONS else None
+            flatbuffer, recipe = convert(saved_model, precision, images,
+                                                       int8_io=ctx.int8_io and precision == "int8",
+                                                       batch=ctx.tflite_batch)
+        io = io_details(flatbuffer)
+
+        def write(path: Path, meta: dict) -> None:  # official TFLite Metadata + labels.txt + vitedge.json
+            path.write_bytes(with_tflite_metadata(flatbuffer, meta))
+
+        return Converted(recipe, io, write, bound_missed=not met)

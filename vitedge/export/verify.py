@@ -66,11 +66,13 @@ def compare_probabilities(probs: np.ndarray, reference_logits: np.ndarray, preci
 
 
 def verify_artifact(path: str | os.PathLike, precision: str, images: np.ndarray, reference: np.ndarray,
-                    threads: int | None = None, label: str | None = None, scores: str = "logits") -> dict:
+                    threads: int | None = None, label: str | None = None, scores: str = "logits",
+                    runtime: str | None = None) -> dict:
     """Verification figures for one artifact; fp32 beyond FP32_TOLERANCE is an error.
 
     `reference` is Keras' logits; `scores="probabilities"` (a softmax ends the artifact)
-    compares with their softmax, the fp32 limit applied to log-probabilities."""
+    compares with their softmax, the fp32 limit applied to log-probabilities. `runtime`: the
+    backend's name for the figures (default: the one the file's format plug-in names)."""
     out = run_artifact(path, images, threads)
     if scores == "probabilities":
         figures = compare_probabilities(out, reference, precision)
@@ -81,7 +83,11 @@ def verify_artifact(path: str | os.PathLike, precision: str, images: np.ndarray,
         worst = figures["max_abs_diff"]
         what = "logits differ from Keras"
     figures["scores"] = scores
-    figures["runtime"] = "litert" if str(path).endswith(".tflite") else "onnxruntime"
+    if runtime is None:
+        from ..formats import for_path
+
+        runtime = for_path(path).runtime_name
+    figures["runtime"] = runtime
     if precision == "fp32" and worst > FP32_TOLERANCE:
         raise VitedgeError(
             f"{label or path}: fp32 {what} by {worst:.3g} "

@@ -99,5 +99,19 @@ def for_path(path: str | os.PathLike) -> ArtifactFormat:
     return _REGISTRY[table[suffix]]
 
 
+
+
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The vitedge metadata inside an artifact, or None if it has none (a foreign file)."""
+    path = Path(path)
+    if not path.exists():
+        raise VitedgeError(f"{path}: no such file")
+    if path.is_dir():
+        raise VitedgeError(f"{path}: is a directory, not a model file")
+    if path.stat().st_size == 0:
+        raise VitedgeError(f"{path}: empty file (0 bytes)")
+    return for_path(path).read_metadata(path)
+
+
 __all__ = ["ArtifactFormat", "Converted", "Converter", "ExportContext", "all_formats", "for_path", "get",
-           "names", "register", "suffixes"]
+           "names", "read_metadata", "register", "suffixes"]

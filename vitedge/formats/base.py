@@ -8,6 +8,7 @@ registry (`get`, `for_path`, `all_formats`) instead of keeping their own suffix 
 Members of `ArtifactFormat` (class attributes unless marked as methods):
 
   name             "tflite": the `--format` value and the metadata's `model_format`.
+  title            "TFLite": the name in messages.
   suffixes         (".tflite",): file suffixes (lower case); export writes the first.
   precisions       ("fp32", "fp16", ...): what `--precision` may ask of this format, in order.
   default_scores   "probabilities" (device formats: phone/board APIs report the output as is)
@@ -24,13 +25,25 @@ Members of `ArtifactFormat` (class attributes unless marked as methods):
                               Device side: no TensorFlow.
   companion_paths(path)       method: files written beside the artifact (ORT: its
                               .required_operators.config); export checks and renames them too.
+  runtime_backend  "vitedge.runtime.litert:LiteRTRuntime": the `vitedge.runtime.Runtime`
+                   subclass that opens the file, as "module:attribute" (imported when used).
+  converter_class  "vitedge.export.tflite:TfliteConverter": its `Converter`, the same way
+                   ("" for a format vitedge reads but does not write).
+
   open_runtime(path, threads, provider)
-                              method: a `vitedge.runtime.Runtime` for the file (backends are
-                              imported inside, so a missing runtime only matters when used).
+                              method: a `vitedge.runtime.Runtime` for the file; by default
+                              `runtime_backend(path, threads=..., provider=...)`.
   info_fields(path, meta)     method: extra fields `vitedge info` shows for this format.
   info_rows(info)             method: extra (label, text) rows of `vitedge info`'s text view.
-  converter(ctx)              method (workstation): a `Converter` for one export call. Import
-                              TensorFlow, tf2onnx, ... inside it, never at module level.
+  export_warnings(spec)       method: warnings for exporting a model (`vitedge.modelfile.ModelSpec`)
+                              to this format, e.g. a preprocessing its platform APIs cannot apply.
+  converter(ctx)              method (workstation): a `Converter` for one export call; by
+                              default `converter_class(ctx)`. Converters import TensorFlow,
+                              tf2onnx, ... inside their methods, never at module level.
+
+The two references are strings so that this package (which `vitedge.runtime.load_runtime` and
+the export pipeline consult) imports neither runtimes nor converters: the format registry
+sits below both in the package layering, and loading it stays cheap on a device.
 
 A `Converter` lives for one export call, so it can keep what several precisions share (a
 SavedModel, the fused fp32 ONNX graph) in its own typed attributes. `convert(precision,
@@ -41,12 +54,15 @@ converter is reachable as `ctx.converter("onnx")` (ORT reuses the ONNX models).
 
 Adding a format: a new module here with its `FORMAT` object, and its module name in
 `BUILTIN_MODULES` of `vitedge/formats/__init__.py` (or, from another package, an entry point
-in the group "vitedge.formats" naming the object). Nothing else: the commands and the export
-pipeline read every member above from the registry.
+in the group "vitedge.formats" naming the object); its converter (e.g. a module in
+`vitedge/export/`) and its runtime backend (a `Runtime` subclass, e.g. in `vitedge/runtime/`)
+are new modules its references name. Nothing else: the commands and the export pipeline read
+every member above from the registry.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +74,15 @@ if TYPE_CHECKING:  # the names only; importing them here would pull in workstati
     from ..runtime.base import Runtime
 
 SCORES = ("logits", "probabilities")
+
+
+def resolve_reference(ref: str):
+    """The object a "package.module:attribute" string names (imported now)."""
+    module, _, attribute = ref.partition(":")
+    value = importlib.import_module(module)
+    for part in attribute.split(".") if attribute else ():
+        value = getattr(value, part)
+    return value
 
 
 @dataclass
@@ -117,6 +142,7 @@ class ArtifactFormat:
     """One artifact format; see the module docstring for each member."""
 
     name: str = ""
+    title: str = ""
     suffixes: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ()
     default_scores: str = "logits"
@@ -125,6 +151,8 @@ class ArtifactFormat:
     int8_io: bool = False
     in_all: bool = True
     extra: str = "export"
+    runtime_backend: str = ""
+    converter_class: str = ""
 
     @property
     def suffix(self) -> str:
@@ -138,8 +166,12 @@ class ArtifactFormat:
         return []
 
     def open_runtime(self, path: str | os.PathLike, threads: int | None = None,
-                     provider: str | None = None) -> Runtime:  # pragma: no cover - interface
-        raise NotImplementedError
+                     provider: str | None = None) -> Runtime:
+        if not self.runtime_backend:  # pragma: no cover - a plug-in without a backend
+            from ..errors import VitedgeError
+
+            raise VitedgeError(f"{path}: vitedge has no runtime for {self.name} files")
+        return resolve_reference(self.runtime_backend)(path, threads=threads, provider=provider)
 
     def info_fields(self, path: Path, meta: dict | None) -> dict:
         return {}
@@ -147,8 +179,15 @@ class ArtifactFormat:
     def info_rows(self, info: dict) -> list[tuple[str, str]]:
         return []
 
-    def converter(self, ctx: ExportContext) -> Converter:  # pragma: no cover - interface
-        raise NotImplementedError(f"vitedge cannot convert to {self.name}")
+    def export_warnings(self, spec) -> list[str]:
+        return []
+
+    def converter(self, ctx: ExportContext) -> Converter:
+        if not self.converter_class:  # pragma: no cover - a read-only plug-in
+            from ..errors import UsageError
+
+            raise UsageError(f"vitedge cannot convert to {self.name}")
+        return resolve_reference(self.converter_class)(ctx)
 
     def __repr__(self) -> str:
         return f"<format {self.name} {'/'.join(self.suffixes)}>"

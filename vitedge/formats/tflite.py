@@ -11,84 +11,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import ArtifactFormat, Converted, Converter, ExportContext
+from ..errors import VitedgeError
+from .base import ArtifactFormat
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-STATIC_PRECISIONS = ("int8", "int16x8")  # ranges from the calibration images
-
-
-class TfliteConverter(Converter):
-    """One SavedModel per export call (logits or probabilities out), converted per precision."""
-
-    def __init__(self, ctx: ExportContext):
-        super().__init__(ctx)
-        self._saved_models: dict[str, Path] = {}
-
-    def saved_model(self, scores: str) -> Path:
-        """The SavedModel the converter starts from; `scores="probabilities"` ends it in a softmax."""
-        if scores not in self._saved_models:
-            from ..export import tflite as tflite_export
-
-            traced = tflite_export.with_softmax(self.ctx.keras_model) if scores == "probabilities" \
-                else self.ctx.keras_model
-            folder = self.ctx.workdir / ("saved_model" if not self._saved_models else f"saved_model_{scores}")
-            self._saved_models[scores] = tflite_export.export_saved_model(traced, folder, self.ctx.tflite_batch)
-        return self._saved_models[scores]
-
-    def convert(self, precision: str, scores: str) -> Converted:
-        from ..export import tflite as tflite_export
-        from ..export.tflite_metadata import with_tflite_metadata
-
-        ctx = self.ctx
-        saved_model = self.saved_model(scores)
-        met = True
-        if precision == "int8" and not ctx.int8_io:  # the measured recipes (vitedge.quant, docs/quantization.md)
-            import tensorflow as tf
-
-            from ..quant.int8_export import TfliteBuilder, int8_artifact
-
-            builder = TfliteBuilder(saved_model, ctx.calibration.images, ctx.workdir, ctx.int8.target,
-                                    ctx.tflite_batch)
-            path, recipe, met = int8_artifact(builder, ctx.int8)
-            flatbuffer = path.read_bytes()
-            recipe = {"converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model",
-                      "batch": ctx.tflite_batch, "layernorm": tflite_export.LAYERNORM_FORM, **recipe, "io": "float32"}
-        else:
-            images = ctx.calibration.images if precision in STATIC_PRECISIONS else None
-            flatbuffer, recipe = tflite_export.convert(saved_model, precision, images,
-                                                       int8_io=ctx.int8_io and precision == "int8",
-                                                       batch=ctx.tflite_batch)
-        io = tflite_export.io_details(flatbuffer)
-
-        def write(path: Path, meta: dict) -> None:  # official TFLite Metadata + labels.txt + vitedge.json
-            path.write_bytes(with_tflite_metadata(flatbuffer, meta))
-
-        return Converted(recipe, io, write, bound_missed=not met)
 
 
 class TfliteFormat(ArtifactFormat):
     name = "tflite"
+    title = "TFLite"
     suffixes = (".tflite",)
     precisions = PRECISIONS
     default_scores = "probabilities"  # MediaPipe and the Task Library report the output as is
     runtime_name = "litert"
     int8_recipes = "tflite"
     int8_io = True
+    runtime_backend = "vitedge.runtime.litert:LiteRTRuntime"
+    converter_class = "vitedge.export.tflite:TfliteConverter"
 
     def read_metadata(self, path):
         from ..artifact import read_tflite_metadata
 
         return read_tflite_metadata(path)
 
-    def open_runtime(self, path, threads=None, provider=None):
-        from ..runtime.litert import LiteRTRuntime
-
-        return LiteRTRuntime(path, threads=threads, provider=provider)
 
     def info_fields(self, path: Path, meta: dict | None) -> dict:
         """The official TFLite Metadata too (a foreign file's, a MediaPipe model's say)."""
-        from ..artifact import official_summary, read_tflite_official_metadata
-        from ..errors import VitedgeError
+        from ..artifact import read_tflite_official_metadata
 
         out: dict = {}
         try:
@@ -100,12 +49,47 @@ class TfliteFormat(ArtifactFormat):
         return out
 
     def info_rows(self, info: dict) -> list[tuple[str, str]]:
-        from ..artifact import official_rows
-
         return official_rows(info)
 
-    def converter(self, ctx: ExportContext) -> Converter:
-        return TfliteConverter(ctx)
+    def export_warnings(self, spec) -> list[str]:
+        """MediaPipe's ImageClassifier applies one mean/std to every channel."""
+        pre = spec.preprocessing
+        if len({float(m) for m in pre.mean}) > 1 or len({float(s) for s in pre.std}) > 1:
+            return ["this model normalizes each channel differently; the TFLite metadata records it, which the "
+                    "TFLite Task Library applies, but MediaPipe's ImageClassifier accepts one mean/std for all "
+                    "channels"]
+        return []
+
+
+
+def official_summary(official: dict) -> dict:
+    """The parts of the official TFLite Metadata that platform APIs act on."""
+    sub = (official.get("subgraph_metadata") or [{}])[0]
+    inp = (sub.get("input_tensor_metadata") or [{}])[0]
+    out = (sub.get("output_tensor_metadata") or [{}])[0]
+    norm = next((u for u in inp.get("process_units", []) if u["type"] == "NormalizationOptions"), {})
+    content = inp.get("content") or {}
+    return {"min_parser_version": official.get("min_parser_version"),
+            "input": {"color_space": content.get("color_space"), "size": content.get("default_size"),
+                      "normalization": {"mean": norm.get("mean"), "std": norm.get("std")} if norm else None},
+            "output": {"name": out.get("name"), "description": out.get("description"),
+                       "label_file": next((f["name"] for f in out.get("associated_files", [])
+                                           if f["type"] == "TENSOR_AXIS_LABELS"), None)},
+            "packed_files": official.get("packed_files")}
+
+
+def official_rows(info: dict) -> list[tuple[str, str]]:
+    if "tflite_metadata" not in info:
+        return []
+    tm = info["tflite_metadata"]
+    if not tm:
+        return [("official meta", "none (MediaPipe and the Task Library need it; re-export with vitedge)")]
+    norm = (tm["input"] or {}).get("normalization") or {}
+    files = ", ".join(f"{k} ({v})" for k, v in (tm.get("packed_files") or {}).items()) or "no files (no zip)"
+    return [("official meta", f"TFLITE_METADATA (parser {tm.get('min_parser_version')}): "
+                              f"{(tm['input'] or {}).get('color_space')} input, (pixel - {norm.get('mean')}) / "
+                              f"{norm.get('std')}, output {tm['output'].get('name')} labelled by "
+                              f"{tm['output'].get('label_file')}; packed: {files}")]
 
 
 FORMAT = TfliteFormat()

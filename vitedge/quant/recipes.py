@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 
 TARGETS = ("x86", "arm64")
+CALIB_METHODS = ("minmax", "entropy", "percentile")  # static activation-range calibration (--calib-method)
 
 
 @dataclass(frozen=True)
