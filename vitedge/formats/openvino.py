@@ -1,153 +1,126 @@
 """OpenVINO IR: `model.xml` (topology, metadata) + `model.bin` (weights), run by OpenVINO.
 
-Needs the optional extra: `pip install "vitedge[openvino]"` (openvino; nncf to make int8).
-Conversion starts from the same fused fp32 ONNX graph the ONNX format exports (shared within
-one export call through `ctx.converter("onnx")`), so the two formats run the same graph:
-  fp32  `openvino.convert_model` of that ONNX, saved with fp32 weights (compress_to_fp16=False;
-        OpenVINO's default would halve them).
-  int8  NNCF post-training quantization of the fp32 IR on the export's calibration images,
-        with OpenVINO's transformer preset (ModelType.TRANSFORMER: mixed preset, SmoothQuant,
-        the parts of attention and LayerNorm kept float that the preset keeps float).
-`--scores probabilities` ends the ONNX graph with a Softmax before either step.
-Metadata: the IR's `rt_info`, key "vitedge" (a JSON string); see vitedge/runtime/openvino.py.
+An optional extra: `pip install "vitedge[openvino]"` (openvino; nncf to make int8). The
+converter is `vitedge/export/openvino.py` (fp32 from the fused ONNX graph, int8 by NNCF), the
+backend `vitedge/runtime/openvino.py` (CPU, latency hint).
+
+Metadata: the IR's own `rt_info`, key "vitedge" (a JSON string), read here with `openvino`
+only. Files from strangers are checked before OpenVINO parses them: the .xml must look like
+an IR and stay under a size bound, its .bin must be there and not empty, and the metadata
+string is bounded before it is decoded; OpenVINO itself refuses weights offsets outside the
+.bin. Export records the .bin's size and sha256 in the metadata ("openvino_weights"): the
+runtime refuses a .bin of another size, `vitedge info` compares the hash.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import sys
-import weakref
+import os
 from pathlib import Path
 
-from .base import ArtifactFormat, Converted, Converter, ExportContext
+from ..errors import VitedgeError
+from .base import ArtifactFormat
 
 PRECISIONS = ("fp32", "int8")
 WEIGHTS_SUFFIX = ".bin"
+METADATA_KEY = "vitedge"  # rt_info entry holding the metadata JSON
+WEIGHTS_KEY = "openvino_weights"  # in that metadata: {"bytes", "sha256"} of the .bin exported with it
+MAX_XML_BYTES = 256 * 1024 * 1024  # an IR's topology; the weights are in the .bin
+MAX_METADATA_CHARS = 6_000_000  # the metadata (<= 1 MB of JSON at export) as OpenVINO returns it
+_IR_MARK = b"<net "  # the root element of every IR version
+_HEAD_BYTES = 4096
+INSTALL_HINT = 'OpenVINO is not installed: pip install "vitedge[openvino]" (or: pip install openvino)'
 
 
-def _remove_files(paths: set[Path]) -> None:
-    for path in list(paths):
-        path.unlink(missing_ok=True)
-    paths.clear()
+def weights_path(xml_path: str | os.PathLike) -> Path:
+    """model.xml -> model.bin (OpenVINO's own rule for finding the weights)."""
+    return Path(xml_path).with_suffix(WEIGHTS_SUFFIX)
 
 
-class OpenVinoConverter(Converter):
-    """ONNX (the ONNX converter's fused fp32 graph) -> OpenVINO models, one per scores kind."""
+def weights_record(path: str | os.PathLike) -> dict:
+    """{"bytes", "sha256"} of a weights file, as export records it in the metadata."""
+    from ..fileio import sha256_file
 
-    def __init__(self, ctx: ExportContext):
-        super().__init__(ctx)
-        self._fp32: dict[str, object] = {}  # scores -> ov.Model (fp32)
-        # Weights written beside a temporary .xml for verification, before export renames the
-        # artifact; removed once copied to the final .bin, or when the export call is over.
-        self._stray: set[Path] = set()
-        weakref.finalize(self, _remove_files, self._stray)
+    return {"bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
 
-    def _fp32_model(self, scores: str):
-        if scores not in self._fp32:
-            import onnx
 
-            from ..errors import VitedgeError
-            from ..export import onnx as onnx_export
-            from ..runtime.openvino import import_openvino, openvino_reason
+def import_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise VitedgeError(INSTALL_HINT) from None
+    return openvino
 
-            ov = import_openvino()
-            proto, recipe, _ = self.ctx.converter("onnx").proto("fp32")
-            if scores == "probabilities":
-                onnx_export.append_softmax(proto)
-            source = self.ctx.workdir / f"openvino-{scores}.onnx"
-            onnx.save(proto, str(source))
-            try:
-                self._fp32[scores] = ov.convert_model(str(source))
-            except Exception as exc:
-                raise VitedgeError(f"OpenVINO could not convert the ONNX model: {openvino_reason(exc)}") from None
-            self._onnx_recipe = recipe
-        return self._fp32[scores]
 
-    def _quantize(self, model):
-        """NNCF int8 of `model` (an fp32 ov.Model) on the calibration images."""
-        from ..errors import VitedgeError
+def openvino_version() -> str:
+    """The package's release, e.g. '2026.4.1' (openvino.__version__ adds the build)."""
+    try:
+        from importlib.metadata import version
 
-        try:
-            import nncf
-        except ImportError:
-            raise VitedgeError('int8 OpenVINO IR needs NNCF: pip install "vitedge[openvino]" (or: pip install nncf)') from None
-        images = self.ctx.calibration.images
-        items = [images[i:i + 1] for i in range(len(images))]
-        nncf.set_log_level(logging.WARNING)
-        settings = {"model_type": nncf.ModelType.TRANSFORMER, "preset": nncf.QuantizationPreset.MIXED,
-                    "target_device": nncf.TargetDevice.CPU, "subset_size": len(items)}
-        # NNCF draws progress bars on stdout; stdout is for results (--json), so they go to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
-            try:
-                quantized = nncf.quantize(model.clone(), nncf.Dataset(items), **settings)
-            except Exception as exc:
-                from ..runtime.openvino import openvino_reason
+        return version("openvino")
+    except Exception:
+        return import_openvino().__version__.split("-")[0]
 
-                raise VitedgeError(f"NNCF could not quantize the OpenVINO model: {openvino_reason(exc)}") from None
-        recipe = {"quantizer": f"nncf {nncf.__version__} quantize (post-training)", "model_type": "transformer",
-                  "preset": "mixed", "target_device": "CPU", "calibration_images": len(items),
-                  "activations": "int8 per-tensor (asymmetric)", "weights": "int8 per-channel (symmetric)"}
-        return quantized, recipe
 
-    def convert(self, precision: str, scores: str) -> Converted:
-        from ..errors import VitedgeError
-        from ..export import onnx as onnx_export
-        from ..runtime.openvino import (
-            METADATA_KEY,
-            WEIGHTS_KEY,
-            import_openvino,
-            openvino_version,
-            weights_path,
-            weights_record,
-        )
+def openvino_reason(exc: BaseException) -> str:
+    """The line of an OpenVINO exception that says what is wrong (its first lines say where)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(exc).__name__])[-1][:200]
 
-        if precision not in PRECISIONS:  # pragma: no cover - the plan rejects it
-            raise VitedgeError(f"{precision} is not available for openvino")
-        ov = import_openvino()
-        model = self._fp32_model(scores)
-        recipe = {"converter": f"openvino {openvino_version()} convert_model",
-                  "source": {"onnx": self._onnx_recipe.get("converter"), "opset": self._onnx_recipe.get("opset"),
-                             "graph": "vitedge.quant.onnx_graph.simplify (the ONNX format's fp32 graph)"},
-                  "weights": "fp32 (compress_to_fp16=False)", "batch": None, "device": "CPU"}
-        if scores == "probabilities":
-            recipe["softmax"] = {"op": "Softmax(axis=-1)", "output": onnx_export.PROBABILITIES_NAME}
-        if precision == "int8":
-            model, extra = self._quantize(model)
-            recipe.update(extra)
-        else:
-            model = model.clone()
-        h, w = self.ctx.calibration.images.shape[1:3]
-        io = {"input": {"name": model.inputs[0].get_any_name(), "shape": [None, int(h), int(w), 3],
-                        "dtype": "float32"},
-              "output": {"name": model.outputs[0].get_any_name(), "dtype": "float32"}}
-        stray = self._stray
-        written: dict[str, Path] = {}
 
-        def write(path: Path, meta: dict) -> None:
-            # The .bin does not depend on rt_info: save, measure the weights, save with their
-            # size and hash in the metadata (a runtime then tells a swapped .bin from its own).
-            written["bin"] = weights_path(path)
-            stray.add(written["bin"])
-            ov.save_model(model, str(path), compress_to_fp16=False)  # path.xml + path.bin
-            weights = weights_record(written["bin"])
-            model.set_rt_info(json.dumps({**meta, WEIGHTS_KEY: weights}, sort_keys=True), [METADATA_KEY])
-            ov.save_model(model, str(path), compress_to_fp16=False)
-            if weights_record(written["bin"]) != weights:
-                raise VitedgeError("OpenVINO wrote different weights on a second save; nothing written")
+def check_ir_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(xml, bin) of an IR after the cheap checks; one clear VitedgeError line otherwise."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_XML_BYTES:
+        raise VitedgeError(f"{path}: {size:,} bytes of IR topology is more than vitedge reads "
+                           f"({MAX_XML_BYTES:,}); not an image classifier's IR")
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    if _IR_MARK not in head:
+        raise VitedgeError(f"{path}: not an OpenVINO IR (no <net> element at its start)")
+    weights = weights_path(path)
+    if not weights.is_file():
+        raise VitedgeError(f"{path}: its weights file {weights.name} is missing; "
+                           "an OpenVINO IR is the .xml and its .bin, kept side by side")
+    if weights.stat().st_size == 0:
+        raise VitedgeError(f"{path}: its weights file {weights.name} is empty (0 bytes)")
+    return path, weights
 
-        def companions(final: Path) -> list[bytes]:
-            data = written["bin"].read_bytes()
-            stray.discard(written["bin"])
-            written["bin"].unlink(missing_ok=True)
-            return [data]
 
-        return Converted(recipe, io, write, companions)
+def read_ir_model(core, path: str | os.PathLike):
+    """An ov.Model of the IR at `path` (not compiled); one clear line if OpenVINO refuses it."""
+    xml, weights = check_ir_files(path)
+    try:
+        return core.read_model(str(xml), str(weights))
+    except Exception as exc:
+        raise VitedgeError(f"{xml}: OpenVINO cannot read this IR ({openvino_reason(exc)}); "
+                           f"is {weights.name} the weights file exported with it?") from None
+
+
+def metadata_of(model, path: str | os.PathLike) -> dict | None:
+    """The vitedge metadata in an ov.Model's rt_info, or None (a foreign IR)."""
+    if not model.has_rt_info([METADATA_KEY]):
+        return None
+    try:
+        raw = model.get_rt_info([METADATA_KEY]).astype(str)
+    except Exception:
+        raise VitedgeError(f"{path}: its vitedge metadata is not a string") from None
+    if len(raw) > MAX_METADATA_CHARS:
+        raise VitedgeError(f"{path}: its vitedge metadata is {len(raw):,} characters, more than vitedge reads")
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise VitedgeError(f"{path}: its vitedge metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise VitedgeError(f"{path}: its vitedge metadata is not a JSON object")
+    return meta
 
 
 class OpenVinoFormat(ArtifactFormat):
     name = "openvino"
+    title = "OpenVINO IR"
     suffixes = (".xml",)
     precisions = PRECISIONS
     default_scores = "logits"  # as the ONNX file it is made from; OpenVINO apps read raw outputs
@@ -155,24 +128,18 @@ class OpenVinoFormat(ArtifactFormat):
     int8_recipes = None  # NNCF's transformer preset, not one of vitedge's measured recipes
     in_all = False  # an optional extra: `--format all` keeps meaning what the core install makes
     extra = "openvino"
+    runtime_backend = "vitedge.runtime.openvino:OpenVinoRuntime"
+    converter_class = "vitedge.export.openvino:OpenVinoConverter"
 
     def read_metadata(self, path):
-        from ..runtime.openvino import read_openvino_metadata
-
-        return read_openvino_metadata(path)
+        """Device side: openvino only, nothing compiled."""
+        return metadata_of(read_ir_model(import_openvino().Core(), path), path)
 
     def companion_paths(self, path: Path) -> list[Path]:
-        return [Path(path).with_suffix(WEIGHTS_SUFFIX)]
-
-    def open_runtime(self, path, threads=None, provider=None):
-        from ..runtime.openvino import OpenVinoRuntime
-
-        return OpenVinoRuntime(path, threads=threads, provider=provider)
+        return [weights_path(path)]
 
     def info_fields(self, path: Path, meta: dict | None) -> dict:
         """The .bin beside the .xml: its size, and whether it is the one exported with it (sha256)."""
-        from ..runtime.openvino import WEIGHTS_KEY, weights_path, weights_record
-
         weights = weights_path(path)
         out = {"weights_file": weights.name, "weights_bytes": None, "weights_match": None}
         if weights.is_file():
@@ -191,9 +158,6 @@ class OpenVinoFormat(ArtifactFormat):
         check = {True: "sha256 as exported", False: "NOT the weights exported with this .xml",
                  None: "no recorded hash"}[match]
         return [("weights", f"{info['weights_file']} ({size:,} bytes, {check})")]
-
-    def converter(self, ctx: ExportContext) -> Converter:
-        return OpenVinoConverter(ctx)
 
 
 FORMAT = OpenVinoFormat()

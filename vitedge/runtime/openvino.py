@@ -1,125 +1,27 @@
 """OpenVINO backend: an IR (`model.xml` + its weights `model.bin`) compiled for the CPU.
 
-The vitedge metadata lives in the IR's own `rt_info` (key "vitedge", a JSON string), so the
-device needs only the `openvino` package (`pip install "vitedge[openvino]"`) to read it.
-Files from strangers are checked before OpenVINO parses them: the .xml must look like an IR
-and stay under a size bound, its .bin must be there, and the metadata string is bounded
-before it is decoded. OpenVINO itself refuses weights offsets outside the .bin.
+The device needs only the `openvino` package. The IR's files are checked and its metadata
+read by the format plug-in (`vitedge/formats/openvino.py`); this module compiles and runs it:
+one stream, the latency hint, INFERENCE_NUM_THREADS threads, f32 inference precision.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import VitedgeError
+from ..formats.openvino import (
+    WEIGHTS_KEY,
+    import_openvino,
+    metadata_of,
+    openvino_reason,
+    openvino_version,
+    read_ir_model,
+    weights_path,
+)
 from .base import Runtime
 
-METADATA_KEY = "vitedge"  # rt_info entry holding the metadata JSON
-WEIGHTS_KEY = "openvino_weights"  # in that metadata: {"bytes", "sha256"} of the .bin exported with it
-MAX_XML_BYTES = 256 * 1024 * 1024  # an IR's topology; weights are in the .bin
-MAX_METADATA_CHARS = 6_000_000  # the metadata (<= 1 MB of JSON at export) as OpenVINO returns it
-_IR_MARK = b"<net "  # the root element of every IR version
-_HEAD_BYTES = 4096
 _MAX_COMPILED = 4  # batch sizes kept compiled at once
-INSTALL_HINT = 'OpenVINO is not installed: pip install "vitedge[openvino]" (or: pip install openvino)'
-
-
-def weights_path(xml_path: str | os.PathLike) -> Path:
-    """model.xml -> model.bin (OpenVINO's own rule for finding the weights)."""
-    return Path(xml_path).with_suffix(".bin")
-
-
-def weights_record(path: str | os.PathLike) -> dict:
-    """{"bytes", "sha256"} of a weights file, as export records it in the metadata."""
-    from ..fileio import sha256_file
-
-    return {"bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
-
-
-def import_openvino():
-    try:
-        import openvino
-    except ImportError:
-        raise VitedgeError(INSTALL_HINT) from None
-    return openvino
-
-
-def openvino_version() -> str:
-    """The package's release, e.g. '2026.4.1' (openvino.__version__ adds the build)."""
-    try:
-        from importlib.metadata import version
-
-        return version("openvino")
-    except Exception:
-        return import_openvino().__version__.split("-")[0]
-
-
-def openvino_reason(exc: BaseException) -> str:
-    """The line of an OpenVINO exception that says what is wrong (its first lines say where)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
-    text = (useful or lines or [type(exc).__name__])[-1]
-    return text[:200]
-
-
-def check_ir_files(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(xml, bin) of an IR after the cheap checks; one clear VitedgeError line otherwise."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size > MAX_XML_BYTES:
-        raise VitedgeError(f"{path}: {size:,} bytes of IR topology is more than vitedge reads "
-                           f"({MAX_XML_BYTES:,}); not an image classifier's IR")
-    with open(path, "rb") as fh:
-        head = fh.read(_HEAD_BYTES)
-    if _IR_MARK not in head:
-        raise VitedgeError(f"{path}: not an OpenVINO IR (no <net> element at its start)")
-    weights = weights_path(path)
-    if not weights.is_file():
-        raise VitedgeError(f"{path}: its weights file {weights.name} is missing; "
-                           "an OpenVINO IR is the .xml and its .bin, kept side by side")
-    if weights.stat().st_size == 0:
-        raise VitedgeError(f"{path}: its weights file {weights.name} is empty (0 bytes)")
-    return path, weights
-
-
-def read_ir_model(core, path: str | os.PathLike):
-    """An ov.Model of the IR at `path` (not compiled); one clear line if OpenVINO refuses it."""
-    xml, weights = check_ir_files(path)
-    try:
-        return core.read_model(str(xml), str(weights))
-    except Exception as exc:
-        raise VitedgeError(f"{xml}: OpenVINO cannot read this IR ({openvino_reason(exc)}); "
-                           f"is {weights.name} the weights file exported with it?") from None
-
-
-def metadata_of(model, path: str | os.PathLike) -> dict | None:
-    """The vitedge metadata in an ov.Model's rt_info, or None (a foreign IR)."""
-    if not model.has_rt_info([METADATA_KEY]):
-        return None
-    raw = model.get_rt_info([METADATA_KEY])
-    try:
-        raw = raw.astype(str)
-    except Exception:
-        raise VitedgeError(f"{path}: its vitedge metadata is not a string") from None
-    if len(raw) > MAX_METADATA_CHARS:
-        raise VitedgeError(f"{path}: its vitedge metadata is {len(raw):,} characters, more than vitedge reads")
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        raise VitedgeError(f"{path}: its vitedge metadata is not valid JSON") from None
-    if not isinstance(meta, dict):
-        raise VitedgeError(f"{path}: its vitedge metadata is not a JSON object")
-    return meta
-
-
-def read_openvino_metadata(path: str | os.PathLike) -> dict | None:
-    """The vitedge metadata inside an IR (device side: openvino only, nothing compiled)."""
-    ov = import_openvino()
-    return metadata_of(read_ir_model(ov.Core(), path), path)
 
 
 def _shape(partial_shape) -> tuple:
