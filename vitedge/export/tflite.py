@@ -159,7 +159,9 @@ def _representative(images: np.ndarray, batch: int | None):
 
 def io_details(flatbuffer: bytes) -> dict:
     """Input/output tensor names, shapes and types of a flatbuffer (for the metadata)."""
-    interpreter = _interpreter(flatbuffer)
+    from ..runtime.litert import new_interpreter
+
+    interpreter = new_interpreter(model_content=flatbuffer, provider=None)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     sig = [None if d < 0 else int(d) for d in inp.get("shape_signature", inp["shape"])]
@@ -167,14 +169,6 @@ def io_details(flatbuffer: bytes) -> dict:
         "input": {"name": inp["name"], "shape": sig, "dtype": np.dtype(inp["dtype"]).name},
         "output": {"name": out["name"], "dtype": np.dtype(out["dtype"]).name},
     }
-
-
-def _interpreter(flatbuffer: bytes):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # TensorFlow's own, deprecated but present on workstations
-        from tensorflow.lite import Interpreter
-    return Interpreter(model_content=flatbuffer)
 
 
 class TfliteConverter(Converter):

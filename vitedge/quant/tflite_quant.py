@@ -74,14 +74,9 @@ def calibrate(saved_model: Path, images: np.ndarray, batch: int | None = 1) -> b
 
 
 def op_types(flatbuffer: bytes) -> list[str]:
-    from ..runtime.litert import interpreter_module
+    from ..runtime.litert import op_types as litert_op_types
 
-    mod, _ = interpreter_module()
-    kwargs = {}
-    if hasattr(mod, "OpResolverType"):
-        kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = mod.Interpreter(model_content=flatbuffer, **kwargs)
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # noqa: SLF001
+    return litert_op_types(flatbuffer)
 
 
 def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tuple = (),

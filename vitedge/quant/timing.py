@@ -56,9 +56,9 @@ def _worker(path: str, threads: int, runs: int, warmup: int, raw: bool = False) 
     """ms of each timed run. `raw`: any model straight in its runtime on random inputs (the
     kernel stacks of kernels.py have several inputs); else the device runtime on one image."""
     if raw:
-        from .kernels import _runner
+        from ..runtime.raw import raw_runner
 
-        run = _runner(path, threads)
+        run = raw_runner(path, threads)
     else:
         from ..runtime import load_runtime
 
