@@ -214,7 +214,8 @@ def check_classes(data: BenchData, rows: list[Row]) -> None:
 
 
 # ------------------------------------------------------------------------------ workers ---
-def _worker_env() -> dict:
+def worker_env() -> dict:
+    """The environment of a worker process (this vitedge first on its path)."""
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
@@ -236,7 +237,7 @@ def run_worker(job: dict, timeout: float, stderr_path: Path, on_progress=None) -
     with open(stderr_path, "w") as err:
         proc = subprocess.Popen(
             WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=err, text=True, env=_worker_env(),
+            stderr=err, text=True, env=worker_env(),
         )
     lines: queue.Queue = queue.Queue()
 

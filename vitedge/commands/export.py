@@ -7,6 +7,7 @@ import click
 
 from ..calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED
 from ..errors import UsageError, VitedgeError
+from ..quant.recipes import help_text as recipe_help
 from ..table import format_table
 
 DEFAULT_MODEL = Path("models/fmnist-vit.keras")
@@ -48,7 +49,7 @@ def render_results(results) -> str:
               help=f"Comma list of {PRECISION_CHOICES}, or all (int16x8: TFLite only). Default: fp32.")
 @click.option("--int8", "int8", is_flag=False, flag_value="default", default=None, metavar="[RECIPE|auto]",
               help="int8 (= --precision int8) with the measured fast recipe for --target; or a recipe by name "
-                   "(onnx: dynamic, qdq; tflite: dynamic, fc, full); or auto: the fastest on this machine "
+                   f"({recipe_help()}); or auto: the fastest on this machine "
                    "within --max-drop. See docs/quantization.md.")
 @click.option("--max-drop", type=float, default=None, metavar="POINTS",
               help="Accuracy control: keep int8 top-1 within POINTS of fp32 on validation images held out of "

@@ -98,7 +98,7 @@ def tflite_matmul_models(config: ViTConfig) -> tuple[bytes, bytes]:
     """(fp32, int8) FULLY_CONNECTED stacks of the ViT's shapes (TensorFlow's converter)."""
     import tensorflow as tf
 
-    from ..export.quiet import captured_stderr
+    from ..quiet import captured_stderr
 
     shapes = matmul_shapes(config)
     inputs = _inputs(shapes)
@@ -145,7 +145,7 @@ def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = Tr
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ..export.quiet import captured_stderr
+    from ..quiet import captured_stderr
 
     shapes = matmul_shapes(config)
     nodes, inits, inputs, outputs = [], [], [], []
@@ -191,8 +191,8 @@ def has_matmul_bias(onnx_path) -> bool:
 def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, threads: int = 2,
                   runs: int = 200, target: str = "x86") -> Bound:
     """The kernel-level bound for `fmt` on the ViT `config`, with its whole fp32 artifact (`runs` each)."""
+    from ..bench.timing import time_in_turns
     from ..runtime.raw import raw_runner
-    from .timing import time_in_turns
 
     with tempfile.TemporaryDirectory(prefix="vitedge-kernels-") as work:
         if fmt == "tflite":

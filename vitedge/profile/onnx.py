@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .profile_tflite import OpTiming
+from .tflite import OpTiming
 
 _INT8_MARKERS = ("QLinear", "Integer", "DynamicQuantize", "QAttention", "QGemm", "QEmbed", "QOrdered")
 _CONVERSIONS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
