@@ -12,11 +12,11 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from PIL import Image
 
-from vitedge.artifact import read_metadata
 from vitedge.bench.dataset import BenchData, limit_data
 from vitedge.bench.report import COLUMNS
 from vitedge.bench.runner import Row, choose_references, class_targets, reference_groups
 from vitedge.bench.stats import latency_summary, paired_speedup, pareto_front
+from vitedge.formats import read_metadata
 from vitedge.preprocess import Preprocessing, preprocess_image
 from vitedge.runtime import load_runtime
 

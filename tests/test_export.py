@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import TINY_LABELS, assert_one_line_error, make_images, run_cli
 
-from vitedge.artifact import read_metadata
 from vitedge.calibration import load_calibration
 from vitedge.errors import UsageError, VitedgeError
 from vitedge.fileio import sha256_file
+from vitedge.formats import read_metadata
 from vitedge.preprocess import Preprocessing
 from vitedge.runtime import load_runtime
 

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from conftest import REPO, TINY_LABELS, assert_one_line_error, make_images, run_cli
 
-from vitedge.artifact import read_metadata, read_tflite_official_metadata
+from vitedge.artifact import read_tflite_official_metadata
 from vitedge.errors import VitedgeError
+from vitedge.formats import read_metadata
 from vitedge.predict import softmax
 from vitedge.preprocess import Preprocessing, preprocess_image
 from vitedge.runtime import load_runtime

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, make_images, run_cli
 
-from vitedge.artifact import read_metadata
 from vitedge.errors import UsageError, VitedgeError
+from vitedge.formats import read_metadata
 from vitedge.quant.recipes import check_target, parse_int8_option, resolve, slower_than_fp32
 
 pytest.importorskip("tensorflow")
@@ -54,9 +54,9 @@ def test_onnx_fp32_graph_is_fused_and_exact(tiny_model, calib_dir, tiny_config, 
 
     from vitedge.calibration import load_calibration
     from vitedge.export import onnx as onnx_export
+    from vitedge.export.onnx_graph import simplify
     from vitedge.modelfile import load_model
     from vitedge.preprocess import Preprocessing
-    from vitedge.quant.onnx_graph import simplify
 
     model, _ = load_model(tiny_model)
     raw = onnx_export.convert_fp32(model)

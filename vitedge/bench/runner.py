@@ -24,19 +24,33 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..artifact import FORMATS, artifact_format, read_metadata
+from .. import formats
 from ..errors import UsageError, VitedgeError
 from ..preprocess import Preprocessing
+from ..runtime.base import default_threads  # noqa: F401 - the bench command's default
+from ..scores import looks_like_probabilities
 from . import stats
 from .dataset import RANDOM_IMAGES, BenchData, limit_data, prepare_inputs, random_data, scan_data
 from .keras_model import NEEDS_TF, keras_metadata, tensorflow_available
 
-BENCH_SUFFIXES = (*FORMATS, ".keras")
 WORKER_COMMAND = [sys.executable, "-m", "vitedge.bench.worker"]
 # --interleave: each artifact's turn (the machine's speed drifts over seconds), its first part
 # untimed (ONNX Runtime's threads spin on for a while after the previous session's run).
 TURN_MS, SETTLE_MS = 200.0, 20.0
-RUNTIME_OF_FORMAT = {"tflite": "litert", "onnx": "onnxruntime", "ort": "onnxruntime", "keras": "keras"}
+
+
+def bench_suffixes() -> tuple[str, ...]:
+    """Every registered artifact suffix, and .keras (the float reference)."""
+    return (*formats.suffixes(), ".keras")
+
+
+def runtime_of_format(name: str) -> str | None:
+    if name == "keras":
+        return "keras"
+    try:
+        return formats.get(name).runtime_name
+    except VitedgeError:
+        return None
 
 
 @dataclass
@@ -85,14 +99,6 @@ class Row:
         self.error = f"{stage}: {message[len(prefix):] if message.startswith(prefix) else message}"
 
 
-def default_threads() -> int:
-    """Every core this process may use (LiteRT alone would use one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 # --------------------------------------------------------------------------------- plan ---
 def expand_paths(paths: list[str]) -> list[Path]:
     """Files as given (a folder stands for the artifacts inside it), each once."""
@@ -100,9 +106,9 @@ def expand_paths(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
-                       and q.suffix.lower() in BENCH_SUFFIXES) if p.is_dir() else [p]
+                       and q.suffix.lower() in bench_suffixes()) if p.is_dir() else [p]
         if p.is_dir() and not found:
-            raise VitedgeError(f"{p}: no artifacts inside (expected {', '.join(BENCH_SUFFIXES)} files)")
+            raise VitedgeError(f"{p}: no artifacts inside (expected {', '.join(bench_suffixes())} files)")
         for q in found:
             key = os.path.realpath(q)
             if key not in seen:
@@ -119,8 +125,8 @@ def plan_row(path: Path) -> Row:
         if path.suffix.lower() == ".keras":
             row.kind, row.format, row.metadata = "keras", "keras", keras_metadata(path)
         else:
-            row.format = artifact_format(path)
-            row.metadata = read_metadata(path)
+            row.format = formats.for_path(path).name
+            row.metadata = formats.read_metadata(path)
         if row.metadata is not None:
             shape = (row.metadata.get("input") or {}).get("shape") or []
             if len(shape) == 4 and isinstance(shape[1], int) and isinstance(shape[2], int):
@@ -208,7 +214,8 @@ def check_classes(data: BenchData, rows: list[Row]) -> None:
 
 
 # ------------------------------------------------------------------------------ workers ---
-def _worker_env() -> dict:
+def worker_env() -> dict:
+    """The environment of a worker process (this vitedge first on its path)."""
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
@@ -230,7 +237,7 @@ def run_worker(job: dict, timeout: float, stderr_path: Path, on_progress=None) -
     with open(stderr_path, "w") as err:
         proc = subprocess.Popen(
             WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=err, text=True, env=_worker_env(),
+            stderr=err, text=True, env=worker_env(),
         )
     lines: queue.Queue = queue.Queue()
 
@@ -440,7 +447,7 @@ def time_together(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, 
 def score_kind(row: Row) -> str:
     kind = row.measured.get("output_kind") or "logits"
     if kind not in ("logits", "probabilities"):  # a file that does not say: look at the numbers
-        kind = "probabilities" if stats.looks_like_probabilities(row.scores) else "logits"
+        kind = "probabilities" if looks_like_probabilities(row.scores) else "logits"
     return kind
 
 
@@ -448,7 +455,7 @@ def figures(row: Row, data: BenchData, settings: Settings) -> dict:
     """Everything about one row, flat (JSON and CSV alike)."""
     out = {
         "artifact": row.name, "path": str(row.path), "format": row.format,
-        "runtime": row.measured.get("runtime") or RUNTIME_OF_FORMAT.get(row.format),
+        "runtime": row.measured.get("runtime") or runtime_of_format(row.format),
         "runtime_version": row.measured.get("runtime_version"), "precision": row.precision,
         "size_bytes": row.path.stat().st_size if row.path.is_file() else None,
         "input_shape": row.measured.get("input_shape"), "output_kind": row.measured.get("output_kind"),

@@ -63,7 +63,7 @@ def render(info: dict) -> str:
 @click.argument("file", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(file, as_json):
-    """Describe a .keras model or an exported artifact (.tflite, .onnx).
+    """Describe a .keras model or an exported artifact (.tflite, .onnx, .ort, ...).
 
     \b
     Examples:
@@ -83,7 +83,7 @@ def info(file, as_json):
     if as_json:
         click.echo(json.dumps(data, indent=2))
     elif reader is not keras_info:
-        from ..artifact import render_artifact_info
+        from ..formats.info import render_artifact_info
 
         click.echo(render_artifact_info(data))
     else:
@@ -92,9 +92,8 @@ def info(file, as_json):
 
 def _load_artifact_readers():
     """Exported-artifact readers register here when their module exists (no TensorFlow needed)."""
-    try:
-        from ..artifact import info_for_artifact
-    except ImportError:
-        return
-    for suffix in (".tflite", ".onnx", ".ort"):
+    from ..formats import suffixes
+    from ..formats.info import info_for_artifact
+
+    for suffix in suffixes():
         INFO_READERS.setdefault(suffix, info_for_artifact)

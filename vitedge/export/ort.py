@@ -18,17 +18,11 @@ import io
 from pathlib import Path
 
 from ..errors import VitedgeError
-from .quiet import captured_stderr, last_error_line
+from ..formats.base import Converted, Converter
+from ..formats.ort import CONFIG_SUFFIX
+from ..quiet import captured_stderr, last_error_line
 
-PRECISIONS = ("fp32", "dynamic", "int8")  # from the ONNX file of the same precision
-CONFIG_SUFFIX = ".required_operators.config"
 OPTIMIZATION_STYLE = "Fixed"
-
-
-def config_path(ort_path: Path) -> Path:
-    """out/m_int8.ort -> out/m_int8.required_operators.config (the tool's own naming)."""
-    ort_path = Path(ort_path)
-    return ort_path.with_name(ort_path.stem + CONFIG_SUFFIX)
 
 
 def target_platform(target: str) -> str | None:
@@ -86,3 +80,37 @@ def config_text(text: str, final: Path) -> str:
         in_models = False
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+class OrtConverter(Converter):
+    """ONNX models of the shared ONNX converter -> .ort files, with their operator configs."""
+
+    def convert(self, precision: str, scores: str) -> Converted:
+        import onnx
+
+        from ..artifact import set_onnx_metadata
+        from . import onnx as onnx_export
+
+        ctx = self.ctx
+        onnx_converter = ctx.converter("onnx")
+        proto, record, met = onnx_converter.proto(precision)
+        if scores == "probabilities":
+            record["softmax"] = onnx_export.append_softmax(proto)
+        record.update(recipe(ctx.target))
+        io = onnx_converter.io(proto, record)
+        done: dict[str, str] = {}
+
+        def write(path: Path, meta: dict) -> None:
+            set_onnx_metadata(proto, meta)  # the ORT format keeps metadata_props (vitedge info reads them)
+            folder = ctx.workdir / f"ort-{precision}"
+            folder.mkdir(exist_ok=True)
+            source = folder / f"model_{precision}.onnx"
+            onnx.save(proto, str(source))
+            ort_file, config = convert(source, folder / "converted", ctx.target)
+            path.write_bytes(ort_file.read_bytes())
+            done["config"] = config.read_text()
+
+        def companions(final: Path) -> list[bytes]:
+            return [config_text(done["config"], final).encode()]
+
+        return Converted(record, io, write, companions, bound_missed=not met)

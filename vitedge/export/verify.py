@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..errors import VitedgeError
+from ..scores import log_softmax
 
 FP32_TOLERANCE = 1e-4  # max |logit difference| an fp32 artifact may have against Keras
 CHUNK = 16  # images per runtime call: bounds memory on big models
@@ -40,19 +41,13 @@ def run_artifact(path: str | os.PathLike, images: np.ndarray, threads: int | Non
     return np.concatenate([runtime.run(images[i:i + CHUNK]) for i in range(0, len(images), CHUNK)])
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
 def compare_probabilities(probs: np.ndarray, reference_logits: np.ndarray, precision: str) -> dict:
     """Figures of an artifact that ends in a softmax, against softmax(Keras logits).
 
     max/mean_abs_diff are in probability units. max_abs_logprob_diff compares log-probabilities
     (= logits up to one constant per image) wherever Keras' probability is above 1e-30: the
     figure the fp32 limit applies to, as sensitive as the logit check of logit artifacts."""
-    log_ref = _log_softmax(reference_logits)
+    log_ref = log_softmax(reference_logits)
     figures = compare_logits(probs, np.exp(log_ref))
     p = np.asarray(probs, dtype=np.float64)
     if p.min() < -1e-6 or p.max() > 1 + 1e-3:
@@ -66,11 +61,13 @@ def compare_probabilities(probs: np.ndarray, reference_logits: np.ndarray, preci
 
 
 def verify_artifact(path: str | os.PathLike, precision: str, images: np.ndarray, reference: np.ndarray,
-                    threads: int | None = None, label: str | None = None, scores: str = "logits") -> dict:
+                    threads: int | None = None, label: str | None = None, scores: str = "logits",
+                    runtime: str | None = None) -> dict:
     """Verification figures for one artifact; fp32 beyond FP32_TOLERANCE is an error.
 
     `reference` is Keras' logits; `scores="probabilities"` (a softmax ends the artifact)
-    compares with their softmax, the fp32 limit applied to log-probabilities."""
+    compares with their softmax, the fp32 limit applied to log-probabilities. `runtime`: the
+    backend's name for the figures (default: the one the file's format plug-in names)."""
     out = run_artifact(path, images, threads)
     if scores == "probabilities":
         figures = compare_probabilities(out, reference, precision)
@@ -81,7 +78,11 @@ def verify_artifact(path: str | os.PathLike, precision: str, images: np.ndarray,
         worst = figures["max_abs_diff"]
         what = "logits differ from Keras"
     figures["scores"] = scores
-    figures["runtime"] = "litert" if str(path).endswith(".tflite") else "onnxruntime"
+    if runtime is None:
+        from ..formats import for_path
+
+        runtime = for_path(path).runtime_name
+    figures["runtime"] = runtime
     if precision == "fp32" and worst > FP32_TOLERANCE:
         raise VitedgeError(
             f"{label or path}: fp32 {what} by {worst:.3g} "

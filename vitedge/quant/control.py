@@ -111,7 +111,7 @@ def accuracy_control(builder, recipe: str, validation: Validation, reference_top
 def select(outcomes: list[Outcome], fp32_path: Path, threads: int = 2, fmt: str = "",
            say: Callable[[str], None] | None = None) -> tuple[Outcome, dict]:
     """The fastest outcome within the bound (else the closest), timed with fp32 in one run."""
-    from .timing import interleaved
+    from ..bench.timing import interleaved
 
     say = say or (lambda _m: None)
     timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads)

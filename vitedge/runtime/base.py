@@ -1,4 +1,4 @@
-"""The runtime interface and the dispatch from artifact format to backend.
+"""The runtime interface; `load_runtime` opens a file in the backend its format plug-in names.
 
 A backend only has to say what its input/output tensors look like and run one batch of the
 model's own size; this class does the rest the same way for every backend: NHWC/NCHW, fixed
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import artifact_format
 from ..errors import VitedgeError
 from ..preprocess import Preprocessing
 
@@ -53,7 +52,9 @@ def check_model_path(path: str | os.PathLike) -> Path:
         raise VitedgeError(f"{path}: is a directory, not a model file")
     if path.stat().st_size == 0:
         raise VitedgeError(f"{path}: empty file (0 bytes)")
-    artifact_format(path)  # unknown suffix -> clear error
+    from ..formats import for_path
+
+    for_path(path)  # unknown suffix -> clear error
     return path
 
 
@@ -215,17 +216,11 @@ def resolve_model_info(rt: Runtime) -> ModelInfo:
 def load_runtime(path: str | os.PathLike, threads: int | None = None, provider: str | None = None) -> Runtime:
     """Open `path` in the runtime its format needs; a VitedgeError with one line if it can't.
 
-    provider: for .onnx/.ort an ONNX Runtime execution provider ("cpu", "CUDAExecutionProvider",
+    The format's plug-in (`vitedge.formats`) names the backend. provider: for .onnx/.ort an
+    ONNX Runtime execution provider ("cpu", "CUDAExecutionProvider",
     ...); for .tflite "xnnpack" (default), "builtin" (LiteRT's own kernels) or "reference".
     """
     path = check_model_path(path)
-    fmt = artifact_format(path)
-    if fmt == "tflite":
-        from .litert import LiteRTRuntime
+    from ..formats import for_path
 
-        return LiteRTRuntime(path, threads=threads, provider=provider)
-    if fmt in ("onnx", "ort"):
-        from .onnxrt import OnnxRuntime
-
-        return OnnxRuntime(path, threads=threads, provider=provider)
-    raise VitedgeError(f"{path}: no runtime for format {fmt}")  # pragma: no cover
+    return for_path(path).open_runtime(path, threads=threads, provider=provider)
