@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -216,22 +215,30 @@ def start_strategy(requested: str, cluster_timeout: float = 300.0) -> Distributi
 
 
 def within_timeout(work: Callable[[], object], timeout: float, message: str):
-    """Run `work`; if it has not returned after `timeout` s, print `message` as the error and exit 1.
+    """Run `work`; if it has not returned after `timeout` s, print `message` as the error and end.
 
-    TensorFlow's cluster start-up blocks in C++ and ignores SIGTERM while it waits for missing
-    peers, so no exception can interrupt it: the process must end itself. Nothing has been
-    written at that point (output and checkpoints come later).
+    TensorFlow's cluster start-up blocks in C++ (holding the interpreter, so no Python thread or
+    signal handler runs) and ignores SIGTERM while it waits for missing peers. So a tiny watchdog
+    process does it: it prints the line and SIGKILLs this process. Nothing has been written at
+    that point (output and checkpoints come later).
     """
-    done = threading.Event()
+    import subprocess
 
-    def watchdog():
-        if not done.wait(timeout):
-            sys.stderr.write(f"vitedge: error: {message}\n")
-            sys.stderr.flush()
-            os._exit(1)
-
-    threading.Thread(target=watchdog, daemon=True).start()
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), f"vitedge: error: {message}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         return work()
     finally:
-        done.set()
+        watchdog.kill()
+        watchdog.wait()
+
+
+_WATCHDOG = """
+import os, signal, sys, time
+pid, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(timeout)
+sys.stderr.write(message + "\\n")
+sys.stderr.flush()
+os.kill(pid, signal.SIGKILL)
+"""
