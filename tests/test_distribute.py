@@ -156,3 +156,35 @@ def test_strategies_that_cannot_start_fail_in_one_line(shapes, tmp_path):
     assert "joined within --cluster-timeout 4 s" in line
     assert not out.exists() and not (tmp_path / "m.ckpt").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no partial files either
+
+
+def _start_workers(shapes, tmp_path, extra=(), n=2):
+    ports = _free_ports(n)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["train", "--data", shapes, *TINY_CLI[:-2], "--epochs", 3, "--lr", 3e-3, "--val-split", 0.25,
+            "--distribute", "multi-worker", "--cluster-timeout", 60, "--checkpoint-dir", tmp_path / "run.ckpt",
+            "-o", tmp_path / "mw.keras", "--json", *extra]
+    return [subprocess.Popen([sys.executable, "-m", "vitedge", *map(str, args)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**env, "TF_CONFIG": _tf_config(ports, i)})
+            for i in range(n)]
+
+
+def test_two_local_workers_train_like_one_process(shapes, tmp_path):
+    """A real TF_CONFIG cluster of 2 processes on 127.0.0.1: the same run as one process (same global
+    batches), the chief writes a normal .keras that `vitedge info` reads, the other worker writes nothing."""
+    workers = _start_workers(shapes, tmp_path)
+    outs = [w.communicate(timeout=300) for w in workers]
+    for w, (_, err) in zip(workers, outs, strict=True):
+        assert w.returncode == 0, err[-3000:]
+    chief, other = (json.loads(out) for out, _ in outs)
+    assert chief["distribute"] == {"mode": "multi-worker", "replicas": 2, "workers": 2, "per_replica_batch": 6}
+    assert other["chief"] is False and "global batch 12 = 6 per replica" in outs[1][1]
+    single = run_cli("train", "--data", shapes, *TINY_CLI[:-2], "--epochs", 3, "--lr", 3e-3, "--val-split", 0.25,
+                     "--distribute", "none", "-o", tmp_path / "one.keras", "--json")
+    assert single.returncode == 0, single.stderr
+    one = json.loads(single.stdout)
+    np.testing.assert_allclose([r["loss"] for r in chief["history"]], [r["loss"] for r in one["history"]], rtol=1e-4)
+    assert abs(chief["val_top1"] - one["val_top1"]) <= 1 / 18 + 1e-9  # 18 validation images: one may flip
+    info = run_cli("info", tmp_path / "mw.keras", "--json")
+    assert info.returncode == 0, info.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mw.keras", "one.keras"]  # checkpoint removed

@@ -426,6 +426,8 @@ def train(
     steps = min(full_steps, settings.steps_per_epoch) if settings.steps_per_epoch else full_steps
     # Variables (model, optimizer slots, metrics) live where the strategy puts them: create
     # them in its scope. Steps are global, so the LR schedule counts global steps as before.
+    import keras
+
     with _scope(dist):
         model = build_vit(config, seed=settings.seed)
         if init_weights is not None:
@@ -439,6 +441,10 @@ def train(
             # which MultiWorkerMirrored refuses for a per-replica batch. Without a strategy of its
             # own the model takes the one in scope (fit runs inside it) and builds when traced.
             model._distribute_strategy = None
+            # It also reduces each step's scalar metrics with `reduce("MEAN", axis=0)`, which
+            # needs an axis: hand them over as shape (1,) (the mean over replicas is the same).
+            step = model.train_step
+            model.train_step = lambda data: {k: keras.ops.reshape(v, (1,)) for k, v in step(data).items()}
         if state is not None:
             restore_checkpoint(ckpt, model)
             history = state["history"]
