@@ -158,11 +158,11 @@ def test_strategies_that_cannot_start_fail_in_one_line(shapes, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == []  # no partial files either
 
 
-def _start_workers(shapes, tmp_path, extra=(), n=2):
+def _start_workers(shapes, tmp_path, extra=(), n=2, epochs=3):
     ports = _free_ports(n)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    args = ["train", "--data", shapes, *TINY_CLI[:-2], "--epochs", 3, "--lr", 3e-3, "--val-split", 0.25,
-            "--distribute", "multi-worker", "--cluster-timeout", 60, "--checkpoint-dir", tmp_path / "run.ckpt",
+    args = ["train", "--data", shapes, *TINY_CLI[:-2], "--epochs", epochs, "--lr", 3e-3, "--val-split", 0.25,
+            "--distribute", "multi-worker", "--cluster-timeout", 20, "--checkpoint-dir", tmp_path / "run.ckpt",
             "-o", tmp_path / "mw.keras", "--json", *extra]
     return [subprocess.Popen([sys.executable, "-m", "vitedge", *map(str, args)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env={**env, "TF_CONFIG": _tf_config(ports, i)})
@@ -188,3 +188,41 @@ def test_two_local_workers_train_like_one_process(shapes, tmp_path):
     info = run_cli("info", tmp_path / "mw.keras", "--json")
     assert info.returncode == 0, info.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mw.keras", "one.keras"]  # checkpoint removed
+
+
+def test_a_killed_worker_and_resume_continue_the_run(shapes, tmp_path):
+    """Worker 1 is killed after the chief checkpointed an epoch; the chief stops (it cannot finish a
+    collective step alone) without writing the model; every worker restarted with --resume
+    continues from the checkpoint to the end, like the uninterrupted run."""
+    import signal
+    import time
+
+    state = tmp_path / "run.ckpt" / "state.json"
+    workers = _start_workers(shapes, tmp_path, epochs=30)
+    deadline = time.monotonic() + 240
+    while not state.exists() and time.monotonic() < deadline and workers[0].poll() is None:
+        time.sleep(0.01)
+    assert state.exists(), workers[0].communicate()[1][-3000:]
+    workers[1].send_signal(signal.SIGKILL)
+    workers[1].wait()
+    try:
+        _, err = workers[0].communicate(timeout=120)
+        survived = workers[0].returncode
+    except subprocess.TimeoutExpired:  # a chief blocked in a collective: ended like a cluster manager would
+        workers[0].kill()
+        _, err = workers[0].communicate()
+        survived = "hung"
+    assert survived != 0, err[-2000:]
+    if survived != "hung":
+        assert err.strip().splitlines()[-1].startswith("vitedge: error:"), err[-2000:]
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 1 <= done < 30 and not (tmp_path / "mw.keras").exists()
+
+    workers = _start_workers(shapes, tmp_path, extra=["--resume"], epochs=30)
+    outs = [w.communicate(timeout=300) for w in workers]
+    for w, (_, err) in zip(workers, outs, strict=True):
+        assert w.returncode == 0, err[-3000:]
+    chief = json.loads(outs[0][0])
+    assert chief["resumed_from_epoch"] == done and [r["epoch"] for r in chief["history"]] == list(range(1, 31))
+    assert (tmp_path / "mw.keras").exists()
+    print(f"chief after the kill: {survived}; resumed from epoch {done}")
