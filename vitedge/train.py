@@ -454,8 +454,6 @@ def train(
     if len(x_val) and not distributed:
         val_ds = make_dataset(x_val, y_val, config.num_classes, pre, 256).cache()
 
-    import keras
-
     class _Batches(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             emit("batch", {"step": batch + 1, "steps": steps, "loss": float((logs or {}).get("loss", math.nan))})
@@ -465,9 +463,8 @@ def train(
         emit("epoch_start", {"epoch": epoch + 1, "epochs": settings.epochs, "steps": steps})
         if distributed:
             train_ds = make_distributed_dataset(x_train, y_train, config.num_classes, pre, settings, epoch, steps, dist)
-            fit = _fit_in_cluster(dist, epoch, lambda: model.fit(
-                train_ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps, verbose=0,
-                callbacks=[_Batches()]))
+            fit = _fit_in_cluster(dist, epoch, model, train_ds, epochs=epoch + 1, initial_epoch=epoch,
+                                  steps_per_epoch=steps, verbose=0, callbacks=[_Batches()])
         else:
             train_ds = make_dataset(x_train, y_train, config.num_classes, pre, settings.batch_size, settings, epoch)
             fit = model.fit(train_ds.take(steps), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
@@ -510,13 +507,14 @@ def _scope(dist):
     return dist.strategy.scope() if dist.strategy is not None else contextlib.nullcontext()
 
 
-def _fit_in_cluster(dist, epoch: int, fit: Callable):
-    """Run one epoch's fit; a lost worker becomes one clear error (the checkpoint is intact)."""
+def _fit_in_cluster(dist, epoch: int, model, dataset, **fit_args):
+    """Run one epoch's fit in the strategy's scope; a lost worker becomes one clear error (the
+    checkpoint is intact)."""
     import tensorflow as tf
 
     try:
         with dist.strategy.scope():
-            return fit()
+            return model.fit(dataset, **fit_args)
     except tf.errors.OpError as exc:
         if dist.num_workers < 2:
             raise

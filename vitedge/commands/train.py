@@ -97,11 +97,10 @@ def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, d
         scan_image_folder(test_data, min_classes=1)
     ckpt = checkpoint_dir or default_checkpoint_dir(output)
 
+    from ..distribute import parse_tf_config, start_strategy
     from ..modelfile import save_model
     from ..train import evaluate
     from ..train import train as run_training
-
-    from ..distribute import parse_tf_config, start_strategy
 
     if distribute in ("auto", "multi-worker"):
         parse_tf_config(os.environ.get("TF_CONFIG"))  # a malformed one fails before TensorFlow starts
