@@ -343,7 +343,13 @@ def test_kernel_bound_times_the_models_own_matmul_shapes(tiny_artifacts, tiny_co
     as many of each), in fp32 and int8; the bound is then the Amdahl figure of the timed turns."""
     import onnx
 
-    from vitedge.quant.kernels import amdahl_bound, matmul_shapes, measure_bound, onnx_matmul_models, tflite_matmul_models
+    from vitedge.quant.kernels import (
+        amdahl_bound,
+        matmul_shapes,
+        measure_bound,
+        onnx_matmul_models,
+        tflite_matmul_models,
+    )
 
     shapes = matmul_shapes(tiny_config)
     assert len(shapes) == 1 + 4 * tiny_config.depth + 1 and shapes[1] == (17, 32, 96)
