@@ -192,7 +192,15 @@ def test_onnx_int8_has_int8_weights_and_quantized_matmuls(artifacts):
     int8_inits = [i for i in model.graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)]
     assert len(int8_inits) >= 2 * 4  # qkv, proj, fc1, fc2 of each block at least
     assert max(int(np.prod(i.dims)) for i in int8_inits) >= 32 * 96  # a real weight matrix, not a zero point
-    assert read_metadata(artifacts[("onnx", "int8")])["recipe"]
+    recipe = read_metadata(artifacts[("onnx", "int8")])["recipe"]
+    assert recipe["recipe"] == "qdq" and recipe["weights"] == "int8 per channel"
+    # As recorded: each weight matrix (K x M) has one scale per output column.
+    inits = {i.name: i for i in model.graph.initializer}
+    weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                 and len(inits[n.input[0]].dims) == 2]
+    assert len(weight_dq) >= 2 * 4
+    for node in weight_dq:
+        assert list(inits[node.input[1]].dims) == [inits[node.input[0]].dims[1]], node.name
 
 
 def test_onnx_names_opset_and_dynamic_batch(artifacts):
