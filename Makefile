@@ -61,6 +61,11 @@ test: install fmnist-deb $(MEDIAPIPE_STAMP)
 test-all: install fmnist-deb $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -q
 
+# Only the tests marked slow (docs/testing.md): the checks too long for make test's 10 minutes.
+.PHONY: test-slow
+test-slow: install fmnist-deb
+	$(BIN)/python -m pytest -q -m slow
+
 lint: install
 	$(BIN)/ruff check vitedge tests
 

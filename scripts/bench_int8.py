@@ -40,10 +40,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SPEED_BAR = 1.25
-SIZE_BAR = 0.30
-TOP1_BAR = 0.3
-BOUND_FRACTION = 0.9
+from vitedge.bench.verdict import ISSUE7_BARS as BARS  # noqa: E402  (the bars are a table there)
+from vitedge.bench.verdict import judge  # noqa: E402
+
 INT8 = ("dynamic", "int8")  # the int8 precisions of `vitedge export`; the best of each pair is judged
 PRECISIONS = ("fp32", *INT8)
 
@@ -135,13 +134,10 @@ def main() -> int:
             bounds[(key, fmt)] = measure_bound(fmt, configs[key], path(key, fmt, "fp32"), threads=args.threads,
                                                runs=runs, target=args.target)
 
-    rows, failures = [], []
     candidates = []
     for key, fmt in pairs:
         f32 = speed[path(key, fmt, "fp32").name]
         bound = bounds.get((key, fmt))
-        bar = SPEED_BAR if bound is None or bound.bound >= SPEED_BAR else BOUND_FRACTION * bound.bound
-        options = []
         for precision in INT8:
             i8 = speed[path(key, fmt, precision).name]
             if i8["reference"] != f32["artifact"]:
@@ -150,23 +146,18 @@ def main() -> int:
             # with its int8 twins (the pooled p50s' ratio is kept for the record).
             row = {"model": key, "format": fmt, "precision": precision, "fp32_p50_ms": f32["p50_ms"],
                    "int8_p50_ms": i8["p50_ms"], "speedup": i8["speedup"], "speedup_iqr": i8["speedup_iqr"],
-                   "pooled_p50_ratio": f32["p50_ms"] / i8["p50_ms"], "speed_bar": bar,
+                   "pooled_p50_ratio": f32["p50_ms"] / i8["p50_ms"],
                    "size_ratio": i8["size_bytes"] / f32["size_bytes"],
                    "bound": None if bound is None else bound.to_dict()}
-            checks = [("speed", row["speedup"] >= bar), ("size", row["size_ratio"] <= SIZE_BAR)]
             if key == "default":
                 a32, a8 = acc[path(key, fmt, "fp32").name], acc[path(key, fmt, precision).name]
                 row.update(fp32_top1=a32["top1"], int8_top1=a8["top1"], top1_delta=a8["top1"] - a32["top1"],
                            test_images=a8["images"])
-                checks.append(("top-1", row["top1_delta"] >= -TOP1_BAR))
-            row["failed"] = [name for name, ok in checks if not ok]
-            options.append(row)
-        candidates += options
-        # The best int8 artifact: the fastest that keeps size and accuracy (else the fastest).
-        faithful = [r for r in options if not {"size", "top-1"} & set(r["failed"])] or options
-        row = max(faithful, key=lambda r: r["speedup"])
-        failures += [f"{key} {fmt}: {name}" for name in row["failed"]]
-        rows.append(row)
+            candidates.append(row)
+    # Marks each row's bar and failures; the best int8 file of each model and format (the fastest
+    # that keeps size and accuracy, else the fastest) is what the verdict judges.
+    verdict = judge(candidates, BARS, {k: b.bound for k, b in bounds.items()})
+    rows, failures = verdict.best, verdict.failures
 
     from vitedge.table import format_table
 
@@ -196,8 +187,7 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"rows": rows, "candidates": candidates, "load_after": load(), "target": args.target}, indent=2))
     if failures:
         print("bench-int8: short of the bar: " + "; ".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    return verdict.exit_code
 
 
 if __name__ == "__main__":

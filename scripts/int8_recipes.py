@@ -2,15 +2,15 @@
 """Every int8 recipe tried for docs/quantization.md, rebuilt and measured side by side.
 
 For one .keras model it writes the fp32 and int8 variants of each format into OUT/, then
-times each format's files together (vitedge.quant.timing: alternating rounds, each file in
+times each format's files together (vitedge.bench.timing: alternating rounds, each file in
 its own process, batch 1) and, with --data, takes top-1 on that labelled folder (e.g. the full test split)
 and top-1 agreement with the format's fp32 file. Prints one table per format.
 
     python scripts/int8_recipes.py --model models/fmnist-vit.keras --data data/fashion-mnist/test
     python scripts/int8_recipes.py --variant vit-ti16 --formats onnx --rounds 10
 
-Recipes (name: what): see the RECIPES lists below; vitedge's own recipes are the ones named
-like `vitedge export --int8 NAME` builds them (onnx: dynamic, qdq; tflite: dynamic, fc, full).
+Recipes: every one registered in vitedge/quant/recipes.py, the `--int8` choices and the
+experiments (offered=False), each built by the same code export uses, for TARGET.
 """
 
 from __future__ import annotations
@@ -26,111 +26,59 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+TARGET = "x86"  # the recipes' per-target settings used (the measurements are x86's)
 
 
 def onnx_variants(model, out: Path, calib: np.ndarray, only: set | None) -> list[Path]:
+    """The fp32 graphs (fused and tf2onnx's own), then every registered ONNX recipe."""
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
 
     from vitedge.export import onnx as onnx_export
-    from vitedge.export.quiet import captured_stderr
-    from vitedge.quant.onnx_graph import simplify
-    from vitedge.quant.onnx_quant import _reader, quantize
+    from vitedge.export.onnx_graph import simplify
+    from vitedge.quant.onnx_quant import quantize
+    from vitedge.quant.recipes import all_recipes
+    from vitedge.quiet import captured_stderr
 
     raw = onnx_export.convert_fp32(model)
     fused, _ = simplify(raw)
-    paths = {"tf2onnx_fp32": out / "onnx_tf2onnx_fp32.onnx", "fp32": out / "onnx_fp32.onnx"}
-    onnx.save(raw, str(paths["tf2onnx_fp32"]))
-    onnx.save(fused, str(paths["fp32"]))
-
-    def static(src, name, **kw):
-        args = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, reduce_range=False, op_types_to_quantize=["MatMul", "Conv", "Gemm"],
-                    calibrate_method=CalibrationMethod.MinMax, extra_options={"MatMulConstBOnly": True})
-        args.update(kw)
-        quantize_static(str(src), str(out / f"onnx_{name}.onnx"), _reader(calib), **args)
-
-    def dynamic(src, name, **kw):
-        args = dict(weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Conv", "Gemm"],
-                    extra_options={"MatMulConstBOnly": True})
-        args.update(kw)
-        quantize_dynamic(str(src), str(out / f"onnx_{name}.onnx"), **args)
-
-    recipes = {
-        # tf2onnx's graph as is (what the first export did)
-        "tf2onnx_qdq_all_ops": lambda: static(paths["tf2onnx_fp32"], "tf2onnx_qdq_all_ops", op_types_to_quantize=None,
-                                              extra_options={}),
-        "tf2onnx_qdq_matmul_rr": lambda: static(paths["tf2onnx_fp32"], "tf2onnx_qdq_matmul_rr", reduce_range=True),
-        "tf2onnx_dynamic_rr": lambda: dynamic(paths["tf2onnx_fp32"], "tf2onnx_dynamic_rr", reduce_range=True),
-        # the fused graph (vitedge.quant.onnx_graph)
-        "dynamic": lambda: quantize(paths["fp32"], out / "onnx_dynamic.onnx", "dynamic", "x86"),
-        "dynamic_no_rr": lambda: quantize(paths["fp32"], out / "onnx_dynamic_no_rr.onnx", "dynamic", "arm64"),
-        "dynamic_per_channel": lambda: dynamic(paths["fp32"], "dynamic_per_channel", per_channel=True, reduce_range=True),
-        "qdq": lambda: quantize(paths["fp32"], out / "onnx_qdq.onnx", "qdq", "x86", calib),
-        "qdq_s8s8": lambda: static(paths["fp32"], "qdq_s8s8"),
-        "qdq_s8s8_per_tensor": lambda: static(paths["fp32"], "qdq_s8s8_per_tensor", per_channel=False),
-        "qoperator_u8s8_rr": lambda: static(paths["fp32"], "qoperator_u8s8_rr", quant_format=QuantFormat.QOperator,
-                                            activation_type=QuantType.QUInt8, reduce_range=True, per_channel=False),
-        "qoperator_s8s8": lambda: static(paths["fp32"], "qoperator_s8s8", quant_format=QuantFormat.QOperator,
-                                         per_channel=False),
-    }
-    made = [paths["fp32"], paths["tf2onnx_fp32"]]
-    for name, build in recipes.items():
-        if only and name not in only:
+    sources = {"tf2onnx": out / "onnx_tf2onnx_fp32.onnx", "fused": out / "onnx_fp32.onnx"}
+    onnx.save(raw, str(sources["tf2onnx"]))
+    onnx.save(fused, str(sources["fused"]))
+    made = [sources["fused"], sources["tf2onnx"]]
+    for recipe in all_recipes("onnx", offered=None):
+        if only and recipe.name not in only:
             continue
+        path = out / f"onnx_{recipe.name}.onnx"
         try:
             with captured_stderr():
-                build()
-            made.append(out / f"onnx_{name}.onnx")
+                quantize(sources[recipe.graph], path, recipe, TARGET, calib if recipe.calibrated else None)
+            made.append(path)
         except Exception as exc:  # recorded: a recipe that does not build is a finding too
-            print(f"onnx {name}: FAILED: {str(exc).strip().splitlines()[-1][:200]}", file=sys.stderr)
+            print(f"onnx {recipe.name}: FAILED: {str(exc).strip().splitlines()[-1][:200]}", file=sys.stderr)
     return made
 
 
 def tflite_variants(model, out: Path, calib: np.ndarray, only: set | None) -> list[Path]:
-    from tensorflow.lite.python import convert
-
+    """The fp32 file, then every registered TFLite recipe (built as export's builder does)."""
     from vitedge.export import tflite as tflite_export
-    from vitedge.export.quiet import captured_stderr
-    from vitedge.quant import tflite_quant
+    from vitedge.quant.recipes import all_recipes
+    from vitedge.quiet import captured_stderr
 
     saved = tflite_export.export_saved_model(model, out / "saved_model", 1)
     fp32 = out / "tflite_fp32.tflite"
     fp32.write_bytes(tflite_export.convert(saved, "fp32")[0])
     made = [fp32]
-    calibrated = tflite_quant.calibrate(saved, calib)
-    ops = tflite_quant.op_types(calibrated)
-
-    def keep(*int8_ops, per_channel=True):
-        deny = [o for o in ops if o not in int8_ops + tflite_quant.BORDER_OPS]
-        return convert.mlir_quantize(calibrated, disable_per_channel=not per_channel, denylisted_ops=deny)
-
-    recipes = {
-        "dynamic": lambda: tflite_quant.dynamic(saved)[0],
-        "fc": lambda: tflite_quant.quantize_calibrated(calibrated, "fc")[0],
-        "fc_per_channel": lambda: tflite_quant.quantize_calibrated(calibrated, "fc", per_channel=True)[0],
-        "fc_gelu": lambda: keep("FULLY_CONNECTED", "CONV_2D", "GELU", per_channel=False),
-        "fc_gelu_add": lambda: keep("FULLY_CONNECTED", "CONV_2D", "GELU", "ADD", per_channel=False),
-        "fc_attention": lambda: keep("FULLY_CONNECTED", "CONV_2D", "BATCH_MATMUL", "SOFTMAX", "RESHAPE", "TRANSPOSE",
-                                     "SPLIT", per_channel=False),
-        "full": lambda: tflite_quant.quantize_calibrated(calibrated, "full")[0],
-    }
-    for name, build in recipes.items():
-        if only and name not in only:
+    builder = tflite_export.TfliteBuilder(saved, calib, out, TARGET, 1)
+    for recipe in all_recipes("tflite", offered=None):
+        if only and recipe.name not in only:
             continue
+        path = out / f"tflite_{recipe.name}.tflite"
         try:
             with captured_stderr():
-                content = build()
-            (out / f"tflite_{name}.tflite").write_bytes(content)
-            made.append(out / f"tflite_{name}.tflite")
+                builder.build(recipe.name, [], path)
+            made.append(path)
         except Exception as exc:
-            print(f"tflite {name}: FAILED: {str(exc).strip().splitlines()[-1][:200]}", file=sys.stderr)
+            print(f"tflite {recipe.name}: FAILED: {str(exc).strip().splitlines()[-1][:200]}", file=sys.stderr)
     return made
 
 
@@ -159,9 +107,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=100, help="timed runs per artifact per round")
     args = ap.parse_args()
 
+    from vitedge.bench.timing import interleaved
     from vitedge.calibration import load_calibration
     from vitedge.modelfile import load_model
-    from vitedge.quant.timing import interleaved
     from vitedge.table import format_table
 
     if args.model:

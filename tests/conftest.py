@@ -33,12 +33,17 @@ def _is_library_noise(line: str) -> bool:
     return line.startswith(("WARNING: All log messages before absl", "I0000", "W0000", "E0000"))
 
 
-@pytest.fixture(scope="session")
-def tiny_config():
+def tiny_vit_config():
+    """The tiny test ViT: 32x32, patch 8, width 32, depth 2, 5 classes (scripts/measure_tolerances.py too)."""
     from vitedge.variants import ViTConfig
 
     return ViTConfig(image_size=(32, 32), patch_size=8, width=32, depth=2, heads=4, mlp_dim=64, num_classes=5,
                      variant="tiny-test")
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return tiny_vit_config()
 
 
 TINY_LABELS = ["apple", "banana", "cherry", "date", "elderberry"]

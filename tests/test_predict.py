@@ -223,6 +223,9 @@ def test_probabilities_and_top_k():
     assert np.array_equal(to_probabilities(already, "probabilities"), already)
     assert np.allclose(to_probabilities(already, "auto"), already)
     assert not np.allclose(to_probabilities(already, "logits"), already)
+    # logits are turned into probabilities exactly once: log(1), log(3) -> 1/4, 3/4
+    assert np.allclose(to_probabilities(np.log([[1.0, 3.0]]), "logits"), [[0.25, 0.75]])
+    assert np.allclose(to_probabilities(np.log([[1.0, 3.0]]), "auto"), [[0.25, 0.75]])
     assert np.allclose(softmax(np.array([[1000.0, 0.0]])), [[1.0, 0.0]])  # no overflow
     assert Prediction("a.png", error="a.png: bad").to_dict() == {"image": "a.png", "error": "a.png: bad"}
 

@@ -38,10 +38,22 @@ def outputs(tiny_artifacts, batch):
     return {key: load_runtime(path, threads=1).run(batch) for key, path in tiny_artifacts.items()}
 
 
-def _quant_tolerance(reference):
-    """What int8 may move a logit: 10% of the logits' range (the tiny random model's int8
-    artifacts differ from float by ~3%)."""
-    return 0.1 * float(np.ptp(reference))
+# Max |logit diff| on `batch` against the TFLite fp32 file, each the measured figure times MARGIN
+# (scripts/measure_tolerances.py prints them). 1.5x: the integer kernels are exact, the figures
+# identical run to run here, and an error twice today's fails. The logits span 5.08 (ptp).
+MARGIN = 1.5
+RUNTIME_TOLERANCE = {
+    "tflite-int8": MARGIN * 0.0789,            # measured 0.0789
+    "onnx-int8": MARGIN * 0.153,               # measured 0.153
+    "tflite-int8 vs onnx-int8": MARGIN * 0.200,  # measured 0.200
+    "tflite-int8-io": MARGIN * 0.114,          # measured 0.114 (full int8, int8 input and output)
+    "softmax tflite-int8 vs onnx-int8": MARGIN * 0.0313,  # measured 0.0313 (probabilities)
+}
+FP32_LIMIT = 1e-4  # the export limit (vitedge.export.verify.FP32_TOLERANCE); measured 5.96e-7
+
+
+def _max_diff(a, b) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
 
 
 # --------------------------------------------------------------------- the interface ----
@@ -61,21 +73,25 @@ def test_every_artifact_loads_with_its_metadata(tiny_artifacts):
 def test_fp32_backends_agree_with_each_other(outputs):
     tfl, onx = outputs[("tflite", "fp32")], outputs[("onnx", "fp32")]
     assert tfl.shape == onx.shape == (8, 5) and tfl.dtype == np.float32
-    assert np.abs(tfl - onx).max() < 1e-4
+    assert _max_diff(tfl, onx) < FP32_LIMIT
     assert np.ptp(tfl) > 0.5  # a real spread of logits, so the comparisons below mean something
 
 
 def test_int8_backends_agree_within_quantization_tolerance(outputs):
-    ref = outputs[("tflite", "fp32")]
-    tol = _quant_tolerance(ref)
-    t8, o8 = outputs[("tflite", "int8")], outputs[("onnx", "int8")]
-    assert np.abs(t8 - ref).max() < tol
-    assert np.abs(o8 - ref).max() < tol
-    assert np.abs(t8 - o8).max() < tol  # the two backends with each other
-    assert not np.array_equal(t8, ref)  # really quantized
     from vitedge.predict import softmax
 
-    assert np.abs(softmax(t8) - softmax(o8)).max() < 0.05
+    ref = outputs[("tflite", "fp32")]
+    t8, o8 = outputs[("tflite", "int8")], outputs[("onnx", "int8")]
+    figures = {"tflite-int8": (t8, ref), "onnx-int8": (o8, ref),
+               "tflite-int8 vs onnx-int8": (t8, o8),  # the two backends with each other
+               "softmax tflite-int8 vs onnx-int8": (softmax(t8), softmax(o8))}
+    for name, (a, b) in figures.items():
+        measured = _max_diff(a, b)
+        assert measured <= RUNTIME_TOLERANCE[name], (name, measured)
+        # the limit is tight: twice this error would fail
+        assert _max_diff(b + 2 * (a - b), b) > RUNTIME_TOLERANCE[name], (name, measured)
+    assert _max_diff(t8, ref) > 1e-3 and _max_diff(o8, ref) > 1e-3  # really quantized
+    assert (t8.argmax(1) == ref.argmax(1)).all() and (o8.argmax(1) == ref.argmax(1)).all()
 
 
 def test_quantized_int8_io_uses_the_tensors_scale_and_zero_point(dynamic_tflite, outputs, batch):
@@ -98,7 +114,7 @@ def test_quantized_int8_io_uses_the_tensors_scale_and_zero_point(dynamic_tflite,
         it.invoke()
         by_hand.append((it.get_tensor(out["index"]).astype(np.float32) - z_out) * s_out)
     assert np.allclose(got, np.concatenate(by_hand), atol=1e-6)
-    assert np.abs(got - outputs[("tflite", "fp32")]).max() < _quant_tolerance(outputs[("tflite", "fp32")])
+    assert _max_diff(got, outputs[("tflite", "fp32")]) <= RUNTIME_TOLERANCE["tflite-int8-io"]
 
 
 def test_fixed_batch_model_runs_any_number_of_images(tiny_artifacts, batch):

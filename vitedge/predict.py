@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import VitedgeError
 from .preprocess import list_images, preprocess_image
+from .scores import looks_like_probabilities, softmax
 
 # What `vitedge export` writes for the shipped model (out/<model stem>_<precision>.<ext>).
 DEFAULT_MODEL = Path("out/fmnist-vit_int8.tflite")
@@ -68,19 +69,6 @@ def expand_inputs(items: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             paths.append(path)
     return paths
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def looks_like_probabilities(scores: np.ndarray) -> bool:
-    """For files without metadata: rows already in [0, 1] summing to 1 are not logits."""
-    s = np.asarray(scores, dtype=np.float64)
-    return bool(s.size and s.min() >= 0.0 and s.max() <= 1.0 and np.allclose(s.sum(axis=-1), 1.0, atol=1e-3))
 
 
 def to_probabilities(scores: np.ndarray, kind: str) -> np.ndarray:

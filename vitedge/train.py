@@ -145,20 +145,61 @@ def make_dataset(pixels: np.ndarray, labels: np.ndarray, num_classes: int, pre: 
     batches. Without, an evaluation pipeline: same order, no augmentation. The decoded images
     are the cache (decoding happened once, in `load_images`); batches are prefetched.
     """
-    import tensorflow as tf
-
     labels = labels.astype(np.int32)
     drop = False
     if settings is not None:
-        rng = epoch_rng(settings.seed, epoch)
-        order = rng.permutation(len(pixels))
-        pixels, labels = pixels[order], labels[order]
-        if settings.augment != "none":
-            pixels = augment(pixels, rng, settings, pre.background)
+        pixels, labels = epoch_order(pixels, labels, pre, settings, epoch)
         drop = len(pixels) >= batch_size  # equal-sized training steps
-    ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(batch_size, drop_remainder=drop)
+    return _batched(pixels, labels, num_classes, pre, batch_size, drop)
+
+
+def epoch_order(pixels: np.ndarray, labels: np.ndarray, pre: Preprocessing, settings: TrainSettings,
+                epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training images of epoch `epoch` in the order they are fed, augmented: seeded by (seed, epoch)."""
+    rng = epoch_rng(settings.seed, epoch)
+    order = rng.permutation(len(pixels))
+    pixels, labels = pixels[order], labels[order]
+    if settings.augment != "none":
+        pixels = augment(pixels, rng, settings, pre.background)
+    return pixels, labels
+
+
+def _batched(pixels, labels, num_classes: int, pre: Preprocessing, batch_size: int, drop: bool):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((pixels, labels.astype(np.int32))).batch(batch_size, drop_remainder=drop)
     ds = ds.map(lambda x, y: (tf_normalize(x, pre), tf.one_hot(y, num_classes)), num_parallel_calls=1)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def shard_rows(steps: int, global_batch: int, worker: int, local_replicas: int, per_replica: int) -> np.ndarray:
+    """Row indices (into one epoch's ordered images) that `worker` feeds, in feeding order.
+
+    Global step s uses rows s*B .. s*B+B-1, exactly the batch one process would use; replica g
+    (worker w's local replica r is g = w*local_replicas + r) takes its slice g*b .. g*b+b-1. So
+    over all workers every row of the epoch is fed once, and none is skipped or read twice.
+    """
+    first = worker * local_replicas * per_replica
+    span = local_replicas * per_replica
+    return (np.arange(steps)[:, None] * global_batch + first + np.arange(span)[None, :]).reshape(-1)
+
+
+def make_distributed_dataset(pixels: np.ndarray, labels: np.ndarray, num_classes: int, pre: Preprocessing,
+                             settings: TrainSettings, epoch: int, steps: int, dist):
+    """Epoch `epoch` of training for a strategy: this worker's share of each global batch.
+
+    Every worker computes the same seeded order and augmentation (cheap numpy on in-memory
+    images) and keeps only its rows (`shard_rows`): sharding by data, decided here rather than by
+    tf.data's auto-sharding, so the union of the replicas' batches is the single-process batch.
+    """
+    b = dist.per_replica_batch(settings.batch_size)
+    pixels, labels = epoch_order(pixels, labels.astype(np.int32), pre, settings, epoch)
+
+    def per_worker(context):
+        rows = shard_rows(steps, settings.batch_size, context.input_pipeline_id, dist.local_replicas, b)
+        return _batched(pixels[rows], labels[rows], num_classes, pre, b, True)
+
+    return dist.strategy.distribute_datasets_from_function(per_worker)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +360,7 @@ def train(
     force: bool = False,
     on_event: Callable[[str, dict], None] | None = None,
     init: str | os.PathLike | None = None,
+    distribution=None,
 ) -> TrainResult:
     """Train `config` on the ImageFolder `data`; returns the best model (on validation) and its spec.
 
@@ -326,8 +368,17 @@ def train(
     e.g. more epochs at a lower learning rate) instead of random weights.
 
     `config.num_classes` must equal the folder's class count. `on_event(kind, info)` receives
-    "loading", "epoch_start", "batch", "epoch_end" events for progress display.
+    "distribute", "loading", "epoch_start", "batch", "epoch_end" events for progress display.
+
+    `distribution`: a started `vitedge.distribute.Distribution` (default: no strategy). The
+    batch size is global; only the chief writes checkpoints, and with several workers
+    `--resume` reads the chief's checkpoint folder, so it must be shared. The other workers
+    return `model=None` (the chief's model is the result).
     """
+    from .distribute import Distribution
+
+    dist = distribution or Distribution("none", None)
+    distributed = dist.strategy is not None and dist.mode != "none"
     pre = pre or Preprocessing()
     emit = on_event or (lambda kind, info: None)
     started = time.perf_counter()
@@ -341,11 +392,16 @@ def train(
     if resume:
         state = load_checkpoint_state(ckpt)
         check_resume(state, key)
+    elif not dist.is_chief:
+        pass  # the chief alone owns the checkpoint folder
     elif (ckpt / "state.json").exists() and not force:
         raise VitedgeError(f"{ckpt} holds the checkpoint of an unfinished run; add --resume to continue it, "
                            "or --force to start over")
     elif ckpt.exists() and force:
         shutil.rmtree(ckpt)
+    if distributed:
+        emit("distribute", {"text": dist.describe(settings.batch_size), "replicas": dist.replicas,
+                            "per_replica_batch": dist.per_replica_batch(settings.batch_size)})
 
     train_idx, val_idx = split_validation(folder.labels, settings.val_split, settings.seed)
     size = config.image_size
@@ -355,28 +411,48 @@ def train(
     x_val, y_val = pixels[val_idx], folder.labels[val_idx]
     del pixels
 
+    if distributed and len(x_train) < settings.batch_size:
+        raise VitedgeError(f"{len(x_train)} training images are fewer than the global --batch-size "
+                           f"{settings.batch_size}; a distributed run needs at least one full batch")
     set_determinism(settings.seed)
     from .vit import build_vit
 
-    model = build_vit(config, seed=settings.seed)
+    init_weights = None
     if init:
         from .modelfile import load_model
 
-        model.set_weights(load_model(init)[0].get_weights())
+        init_weights = load_model(init)[0].get_weights()
     full_steps = len(x_train) // settings.batch_size if len(x_train) >= settings.batch_size else 1
     steps = min(full_steps, settings.steps_per_epoch) if settings.steps_per_epoch else full_steps
-    compile_for_training(model, settings, steps)
-    history: list[dict] = []
-    best_epoch, best_val = 0, None
-    first_epoch = 0
-    if state is not None:
-        restore_checkpoint(ckpt, model)
-        history = state["history"]
-        best_epoch, best_val = state["best_epoch"], state["best_val_accuracy"]
-        first_epoch = state["epochs_done"]
-    val_ds = make_dataset(x_val, y_val, config.num_classes, pre, 256).cache() if len(x_val) else None
-
+    # Variables (model, optimizer slots, metrics) live where the strategy puts them: create
+    # them in its scope. Steps are global, so the LR schedule counts global steps as before.
     import keras
+
+    with _scope(dist):
+        model = build_vit(config, seed=settings.seed)
+        if init_weights is not None:
+            model.set_weights(init_weights)
+        compile_for_training(model, settings, steps)
+        history: list[dict] = []
+        best_epoch, best_val = 0, None
+        first_epoch = 0
+        if dist.mode == "multi-worker":
+            # Keras 3.15's first fit reduces a data batch to learn shapes (`_maybe_symbolic_build`),
+            # which MultiWorkerMirrored refuses for a per-replica batch. Without a strategy of its
+            # own the model takes the one in scope (fit runs inside it) and builds when traced.
+            model._distribute_strategy = None
+            # It also reduces each step's scalar metrics with `reduce("MEAN", axis=0)`, which
+            # needs an axis: hand them over as shape (1,) (the mean over replicas is the same).
+            step = model.train_step
+            model.train_step = lambda data: {k: keras.ops.reshape(v, (1,)) for k, v in step(data).items()}
+        if state is not None:
+            restore_checkpoint(ckpt, model)
+            history = state["history"]
+            best_epoch, best_val = state["best_epoch"], state["best_val_accuracy"]
+            first_epoch = state["epochs_done"]
+    val_ds = None
+    if len(x_val) and not distributed:
+        val_ds = make_dataset(x_val, y_val, config.num_classes, pre, 256).cache()
 
     class _Batches(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -385,24 +461,36 @@ def train(
     for epoch in range(first_epoch, settings.epochs):
         t0 = time.perf_counter()
         emit("epoch_start", {"epoch": epoch + 1, "epochs": settings.epochs, "steps": steps})
-        train_ds = make_dataset(x_train, y_train, config.num_classes, pre, settings.batch_size, settings, epoch)
-        fit = model.fit(train_ds.take(steps), epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=[_Batches()])
+        if distributed:
+            train_ds = make_distributed_dataset(x_train, y_train, config.num_classes, pre, settings, epoch, steps, dist)
+            fit = _fit_in_cluster(dist, epoch, model, train_ds, epochs=epoch + 1, initial_epoch=epoch,
+                                  steps_per_epoch=steps, verbose=0, callbacks=[_Batches()])
+        else:
+            train_ds = make_dataset(x_train, y_train, config.num_classes, pre, settings.batch_size, settings, epoch)
+            fit = model.fit(train_ds.take(steps), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+                            callbacks=[_Batches()])
         row = {"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]), "accuracy": float(fit.history["accuracy"][-1]),
                "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))}
         if val_ds is not None:
             val = model.evaluate(val_ds, verbose=0, return_dict=True)
             row.update(val_loss=float(val["loss"]), val_accuracy=float(val["accuracy"]))
-        improved = val_ds is None or best_val is None or row["val_accuracy"] > best_val
+        elif len(x_val):  # every worker validates on all of it, locally: the same weights give the same choice
+            row.update(local_validation(model, x_val, y_val, config.num_classes, pre, settings))
+        improved = not len(x_val) or best_val is None or row["val_accuracy"] > best_val
         if improved:
             best_epoch, best_val = epoch + 1, row.get("val_accuracy")
         row.update(seconds=round(time.perf_counter() - t0, 1), best=improved)
         history.append(row)
         state = {"checkpoint_version": CHECKPOINT_VERSION, "key": key, "epochs_done": epoch + 1,
                  "history": history, "best_epoch": best_epoch, "best_val_accuracy": best_val}
-        save_checkpoint(ckpt, model, state, improved)
+        if dist.is_chief:
+            save_checkpoint(ckpt, model, state, improved)
         emit("epoch_end", row)
 
-    # The shipped model: the best epoch's weights in a fresh model (no optimizer state inside).
+    if not dist.is_chief:
+        return TrainResult(None, None, history, best_epoch, best_val, time.perf_counter() - started, first_epoch)
+    # The shipped model: the best epoch's weights in a fresh model (no optimizer state inside,
+    # no strategy: the same kind of file whatever trained it).
     best = build_vit(config)
     best.set_weights(_load_npz(ckpt / "best.npz", "w"))
     spec = ModelSpec(config, folder.classes, pre, {"training": {
@@ -411,6 +499,45 @@ def train(
         "init": None if init is None else {"file": Path(init).name, "sha256": init_sha256},
         "vitedge_version": __version__}})
     return TrainResult(best, spec, history, best_epoch, best_val, time.perf_counter() - started, first_epoch)
+
+
+def _scope(dist):
+    import contextlib
+
+    return dist.strategy.scope() if dist.strategy is not None else contextlib.nullcontext()
+
+
+def _fit_in_cluster(dist, epoch: int, model, dataset, **fit_args):
+    """Run one epoch's fit in the strategy's scope; a lost worker becomes one clear error (the
+    checkpoint is intact)."""
+    import tensorflow as tf
+
+    try:
+        with dist.strategy.scope():
+            return model.fit(dataset, **fit_args)
+    except tf.errors.OpError as exc:
+        if dist.num_workers < 2:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise VitedgeError(f"lost the cluster during epoch {epoch + 1} ({type(exc).__name__}: {first[:160]}); "
+                           "the checkpoint keeps every finished epoch: restart every worker with --resume") from None
+
+
+def local_validation(model, pixels: np.ndarray, labels: np.ndarray, num_classes: int, pre: Preprocessing,
+                     settings: TrainSettings, batch_size: int = 256) -> dict:
+    """Validation loss (the training loss: label-smoothed) and top-1, computed in this process alone."""
+    import keras
+
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings.label_smoothing,
+                                                reduction="sum")
+    total, correct = 0.0, 0
+    for start in range(0, len(pixels), batch_size):
+        x = normalize_pixels(pixels[start:start + batch_size], pre)
+        y = labels[start:start + batch_size]
+        logits = np.asarray(model(x, training=False))
+        total += float(loss(np.eye(num_classes, dtype=np.float32)[y], logits))
+        correct += int((logits.argmax(-1) == y).sum())
+    return {"val_loss": total / len(pixels), "val_accuracy": correct / len(pixels)}
 
 
 def _counting(items, total, emit):

@@ -27,6 +27,8 @@ import numpy as np
 from .. import formats
 from ..errors import UsageError, VitedgeError
 from ..preprocess import Preprocessing
+from ..runtime.base import default_threads  # noqa: F401 - the bench command's default
+from ..scores import looks_like_probabilities
 from . import stats
 from .dataset import RANDOM_IMAGES, BenchData, limit_data, prepare_inputs, random_data, scan_data
 from .keras_model import NEEDS_TF, keras_metadata, tensorflow_available
@@ -95,14 +97,6 @@ class Row:
     def fail(self, stage: str, message: str) -> None:
         prefix = f"{self.path}: "  # the row already names the file
         self.error = f"{stage}: {message[len(prefix):] if message.startswith(prefix) else message}"
-
-
-def default_threads() -> int:
-    """Every core this process may use (LiteRT alone would use one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------------- plan ---
@@ -220,7 +214,8 @@ def check_classes(data: BenchData, rows: list[Row]) -> None:
 
 
 # ------------------------------------------------------------------------------ workers ---
-def _worker_env() -> dict:
+def worker_env() -> dict:
+    """The environment of a worker process (this vitedge first on its path)."""
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
@@ -242,7 +237,7 @@ def run_worker(job: dict, timeout: float, stderr_path: Path, on_progress=None) -
     with open(stderr_path, "w") as err:
         proc = subprocess.Popen(
             WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=err, text=True, env=_worker_env(),
+            stderr=err, text=True, env=worker_env(),
         )
     lines: queue.Queue = queue.Queue()
 
@@ -452,7 +447,7 @@ def time_together(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, 
 def score_kind(row: Row) -> str:
     kind = row.measured.get("output_kind") or "logits"
     if kind not in ("logits", "probabilities"):  # a file that does not say: look at the numbers
-        kind = "probabilities" if stats.looks_like_probabilities(row.scores) else "logits"
+        kind = "probabilities" if looks_like_probabilities(row.scores) else "logits"
     return kind
 
 

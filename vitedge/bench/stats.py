@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..scores import softmax
+
 
 def latency_summary(times_ms, batch: int) -> dict:
     """mean/std/min/max and p50/p90/p99 of per-batch times (ms), and images per second."""
@@ -45,17 +47,6 @@ def accuracy(scores: np.ndarray, targets: np.ndarray) -> dict:
     topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     in_topk = (topk == targets[:, None]).any(axis=1)
     return {"top1": 100.0 * float(top1.mean()), "top5": 100.0 * float(in_topk.mean()), "correct": int(top1.sum())}
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def looks_like_probabilities(scores: np.ndarray) -> bool:
-    """For files that do not say: non-negative rows summing to 1."""
-    return bool(scores.size) and bool(np.all(scores >= 0)) and bool(np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
 
 
 def agreement(scores: np.ndarray, kind: str, ref: np.ndarray, ref_kind: str) -> dict:

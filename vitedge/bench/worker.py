@@ -7,6 +7,8 @@ The job (one JSON object on stdin):
   path, kind ("runtime" | "keras"), threads, provider, probe (bool),
   inputs: {file, shape: [H, W, 3], rows: [...]}   (see dataset.InputFile)
   batch, warmup, runs, min_time_s (optional), scores (a .npy path for the scores of every input row)
+or {"together": [...], seconds, block_ms, settle_ms}   (--interleave: several artifacts in turns)
+or {"timing": {path, threads, runs, warmup, raw}}    (timing.interleaved: timed runs only)
 Replies, one JSON object a line, on the original stdout (anything a library prints goes to stderr):
   {"event": "progress", "done": k}   ...
   {"event": "result", ...figures}  or  {"event": "error", "stage": "load"|"run", "message": "..."}
@@ -164,10 +166,10 @@ def measure(job: dict, emit) -> dict:
 
 def measure_together(job: dict) -> dict:
     """--interleave: several artifacts loaded in ONE process and timed in turns for `seconds`
-    (quant.timing.time_in_turns). Returns each artifact's times and per-turn p50s."""
-    from ..quant.timing import time_in_turns
+    (timing.time_in_turns). Returns each artifact's times and per-turn p50s."""
     from ..runtime import load_runtime
     from .dataset import InputReader
+    from .timing import time_in_turns
 
     runners = []
     for sub in job["together"]:
@@ -202,7 +204,12 @@ def main() -> None:
 
     try:
         job = json.loads(sys.stdin.read())
-        emit({"event": "result", **(measure_together(job) if "together" in job else measure(job, emit))})
+        if "timing" in job:  # timing.interleaved: one artifact's timed runs, nothing else
+            from .timing import timing_job
+
+            emit({"event": "result", "times_ms": timing_job(**job["timing"])})
+        else:
+            emit({"event": "result", **(measure_together(job) if "together" in job else measure(job, emit))})
     except StageError as exc:
         emit({"event": "error", "stage": exc.stage, "message": str(exc)})
     except Exception as exc:  # a bug here still becomes a failed row, not a hang

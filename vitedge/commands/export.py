@@ -7,11 +7,16 @@ import click
 
 from ..calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED
 from ..errors import UsageError, VitedgeError
+from ..formats import all_formats
+from ..quant.recipes import CALIB_METHODS
+from ..quant.recipes import help_text as recipe_help
 from ..table import format_table
 
 DEFAULT_MODEL = Path("models/fmnist-vit.keras")
 DEFAULT_CALIB = Path("calibration")
-PRECISION_CHOICES = "fp32, fp16, dynamic, int8, int16x8"
+PRECISION_CHOICES = ", ".join(dict.fromkeys(p for f in all_formats() for p in f.precisions))
+FORMAT_NAMES = "|".join(f.name for f in all_formats())
+FORMAT_PRECISIONS = "; ".join(f"{f.name}: {', '.join(f.precisions)}" for f in all_formats())
 
 
 def _warn(message: str) -> None:
@@ -41,14 +46,14 @@ def render_results(results) -> str:
               help=f"vitedge .keras model to export. Default: {DEFAULT_MODEL}.")
 @click.option("--variant", default=None, metavar="NAME",
               help="Export a named variant with random weights instead (for speed/size checks).")
-@click.option("--format", "-f", "fmt", default="tflite", show_default=True, metavar="tflite|onnx|ort|all",
-              help="Artifact format(s); a comma list also works. ort: ONNX Runtime Mobile (fp32, dynamic, int8), with its "
-                   "required-operators config. all: all three, each with the precisions it has.")
+@click.option("--format", "-f", "fmt", default="tflite", show_default=True, metavar=f"{FORMAT_NAMES}|all",
+              help="Artifact format(s); a comma list also works. ort: ONNX Runtime Mobile, with its "
+                   f"required-operators config. all: every format, each with the precisions it has ({FORMAT_PRECISIONS}).")
 @click.option("--precision", "-p", default=None, metavar="LIST",
-              help=f"Comma list of {PRECISION_CHOICES}, or all (int16x8: TFLite only). Default: fp32.")
+              help=f"Comma list of {PRECISION_CHOICES}, or all (each format's own: see --format). Default: fp32.")
 @click.option("--int8", "int8", is_flag=False, flag_value="default", default=None, metavar="[RECIPE|auto]",
               help="int8 (= --precision int8) with the measured fast recipe for --target; or a recipe by name "
-                   "(onnx: dynamic, qdq; tflite: dynamic, fc, full); or auto: the fastest on this machine "
+                   f"({recipe_help()}); or auto: the fastest on this machine "
                    "within --max-drop. See docs/quantization.md.")
 @click.option("--max-drop", type=float, default=None, metavar="POINTS",
               help="Accuracy control: keep int8 top-1 within POINTS of fp32 on validation images held out of "
@@ -62,7 +67,7 @@ def render_results(results) -> str:
               help=f"Images picked (seeded) from --calib; also the images every artifact is verified on. "
                    f"Default: up to {DEFAULT_CALIB_SIZE}.")
 @click.option("--calib-seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of that choice.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+@click.option("--calib-method", type=click.Choice(list(CALIB_METHODS)), default="minmax",
               show_default=True, help="ONNX static int8 range calibration.")
 @click.option("--scores", type=click.Choice(["probabilities", "logits"]), default=None,
               help="What the artifact outputs: probabilities (a softmax ends the model) or logits. "
@@ -73,7 +78,7 @@ def render_results(results) -> str:
                    "the head: same count, non-empty, one line each, unique.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight seed with --variant.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default="out", show_default=True,
-              help="Output folder; files are named <model>_<precision>.<tflite|onnx|ort>.")
+              help=f"Output folder; files are named <model>_<precision>.<{FORMAT_NAMES}>.")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, calib, calib_size, calib_seed,

@@ -91,7 +91,7 @@ def profile(artifact, reference, data, count, top, threads, runs, no_errors, as_
       vitedge profile out/fmnist-vit_int8.onnx --data calibration/ --top 10
       vitedge profile out/fmnist-vit_fp32.tflite --no-errors --json
     """
-    from ..quant.profile import error_report, find_fp32_twin, op_table, profile_images, time_profile
+    from ..profile import error_report, find_fp32_twin, op_table, profile_images, time_profile
     from ..runtime.base import check_model_path
 
     path = check_model_path(artifact)

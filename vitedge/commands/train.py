@@ -1,6 +1,7 @@
 """`vitedge train`: train a ViT on an ImageFolder tree and save the best model (labels inside)."""
 
 import json
+import os
 
 import click
 
@@ -23,7 +24,13 @@ from ..variants import DEFAULT_VARIANT, VARIANTS, variant_config
 @click.option("--dropout", type=float, default=None, help="Dropout (embeddings, attention output, MLP).")
 @click.option("--attention-dropout", type=float, default=None, help="Dropout on attention weights.")
 @click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True,
+              help="Global batch: split evenly over the replicas of --distribute.")
+@click.option("--distribute", type=click.Choice(["auto", "none", "mirrored", "multi-worker", "tpu"]), default="auto",
+              show_default=True, help="tf.distribute strategy. auto: multi-worker when TF_CONFIG names a cluster, "
+              "mirrored with more than one GPU, else none. See docs/distributed-training.md.")
+@click.option("--cluster-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for every worker (or the TPU) to join, and for a collective step.")
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate (AdamW).")
 @click.option("--warmup-epochs", type=float, default=0.5, show_default=True, help="Linear warm-up, then cosine decay.")
 @click.option("--weight-decay", type=float, default=0.05, show_default=True)
@@ -48,7 +55,8 @@ from ..variants import DEFAULT_VARIANT, VARIANTS, variant_config
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (history, best epoch, accuracy).")
 def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, dropout, attention_dropout,
           epochs, batch_size, lr, warmup_epochs, weight_decay, label_smoothing, augment, max_shift, val_split,
-          steps_per_epoch, seed, test_data, checkpoint_dir, keep_checkpoint, init, resume, output, force, as_json):
+          steps_per_epoch, seed, test_data, checkpoint_dir, keep_checkpoint, init, resume, output, force, as_json,
+          distribute, cluster_timeout):
     """Train a ViT on a folder of labelled images; save the epoch best on validation.
 
     Images are decoded and normalized exactly as `predict` will do it (the model's
@@ -64,6 +72,8 @@ def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, d
           --epochs 12 --augment flip --test-data data/fashion-mnist/test -o fmnist-p4.keras
       vitedge train --data data/fashion-mnist/train -o fmnist.keras --resume
       vitedge train --data data/fashion-mnist/train --init fmnist.keras --epochs 5 --lr 3e-4 -o fmnist-ft.keras
+      TF_CONFIG='{"cluster": {"worker": ["h1:2222", "h2:2222"]}, "task": {"type": "worker", "index": 0}}' \\
+          vitedge train --data /shared/fmnist/train --checkpoint-dir /shared/run.ckpt -o fmnist.keras
     """
     from ..data.imagefolder import scan_image_folder
     from ..train import TrainSettings, default_checkpoint_dir
@@ -87,23 +97,37 @@ def train(data, variant, image_size, patch_size, width, depth, heads, mlp_dim, d
         scan_image_folder(test_data, min_classes=1)
     ckpt = checkpoint_dir or default_checkpoint_dir(output)
 
+    from ..distribute import parse_tf_config, start_strategy
     from ..modelfile import save_model
     from ..train import evaluate
     from ..train import train as run_training
 
+    if distribute in ("auto", "multi-worker"):
+        parse_tf_config(os.environ.get("TF_CONFIG"))  # a malformed one fails before TensorFlow starts
+    dist = start_strategy(distribute, cluster_timeout)
+    dist.per_replica_batch(batch_size)  # the global batch must split evenly: fail before loading images
     display = _Display(quiet=False)
     try:
-        result = run_training(data, config, settings, ckpt, resume=resume, force=force, on_event=display, init=init)
+        result = run_training(data, config, settings, ckpt, resume=resume, force=force, on_event=display, init=init,
+                              distribution=dist)
     except KeyboardInterrupt:
         display.close()
         raise VitedgeError(f"interrupted; the checkpoint in {ckpt} keeps every finished epoch: "
                            "run the same command with --resume to continue") from None
     display.close()
+    if not dist.is_chief:  # the chief writes the model and owns the checkpoint
+        summary = {"worker": dist.worker_index, "chief": False, "epochs": settings.epochs,
+                   "best_epoch": result.best_epoch, "val_top1": result.best_val_accuracy, "history": result.history}
+        click.echo(json.dumps(summary, indent=2) if as_json else
+                   f"worker {dist.worker_index} done; the chief writes {output}")
+        return
     save_model(result.model, result.spec, output, force=force)
     summary = {"output": output, "variant": config.variant, "params": int(result.model.count_params()),
                "classes": result.spec.labels, "epochs": settings.epochs, "best_epoch": result.best_epoch,
                "val_top1": result.best_val_accuracy, "seconds": round(result.seconds, 1),
-               "resumed_from_epoch": result.resumed_from, "history": result.history}
+               "resumed_from_epoch": result.resumed_from, "history": result.history,
+               "distribute": {"mode": dist.mode, "replicas": dist.replicas, "workers": dist.num_workers,
+                              "per_replica_batch": dist.per_replica_batch(batch_size)}}
     if test_data:
         test = evaluate(result.model, result.spec, test_data, progress=_bar("evaluating on test data"))
         summary["test"] = {"data": test_data, **test}
@@ -170,6 +194,8 @@ class _Display:
             self._open(info["images"], "decoding images")
         elif kind == "loaded":
             self._advance(info["done"])
+        elif kind == "distribute":
+            click.echo(info["text"], err=True)
         elif kind == "epoch_start":
             self._open(info["steps"], f"epoch {info['epoch']}/{info['epochs']}")
         elif kind == "batch":

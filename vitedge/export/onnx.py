@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import VitedgeError
 from ..formats.base import Converted, Converter, ExportContext
-from .quiet import captured_stderr, last_error_line
+from ..quiet import captured_stderr, last_error_line
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -98,6 +100,24 @@ def to_fp16(proto):
     return half, {"fp16": f"onnxconverter-common {occ_version} convert_float_to_float16", "keep_io_types": True}
 
 
+class OnnxBuilder:
+    """Int8 ONNX files from the fused fp32 graph, by a recipe's settings (ONNX Runtime's quantizer)."""
+
+    fmt, suffix = "onnx", ".onnx"
+
+    def __init__(self, fp32_path: Path, calibration: np.ndarray, workdir: Path, target: str,
+                 calib_method: str = "minmax"):
+        self.fp32_path, self.calibration, self.workdir, self.target = fp32_path, calibration, workdir, target
+        self.calib_method = calib_method
+        self.cache = workdir / "onnx_activation_ranges.json"
+
+    def build(self, recipe: str, exclude: list[str], path: Path) -> dict:
+        from ..quant.onnx_quant import quantize
+
+        return quantize(self.fp32_path, path, recipe, self.target, self.calibration, exclude, cache=self.cache,
+                        method=self.calib_method)
+
+
 def copy_proto(proto):
     copy = type(proto)()
     copy.CopyFrom(proto)
@@ -114,13 +134,14 @@ class OnnxConverter(Converter):
         self._graph: dict = {}  # what the rewrite did, for the recipe
         self.fp32_path: Path | None = None  # the fused fp32 graph on disk (quantizers read files)
         self._made: dict[str, tuple] = {}  # precision -> (ModelProto, recipe, bound met)
+        self._builder: OnnxBuilder | None = None
 
     def _fp32_start(self) -> None:
         if self._fp32 is not None:
             return
         import onnx
 
-        from ..quant.onnx_graph import simplify
+        from .onnx_graph import simplify
 
         self._tf2onnx = convert_fp32(self.ctx.keras_model)
         # Fused graph (LayerNorm, Gelu, attention, Dense): same math, ~2-5x fewer nodes; fp32 and
@@ -145,7 +166,7 @@ class OnnxConverter(Converter):
         recipe = recipe_fp32()
         graph = {k: v for k, v in self._graph.items() if k != "op_types"}
         if precision != "fp16":
-            recipe["graph"] = {"rewrite": "vitedge.quant.onnx_graph.simplify", **graph}
+            recipe["graph"] = {"rewrite": "vitedge.export.onnx_graph.simplify", **graph}
         met = True
         if precision == "fp32":
             proto = self._fp32
@@ -153,23 +174,28 @@ class OnnxConverter(Converter):
             proto, extra = to_fp16(self._tf2onnx)
             recipe.update(extra)
         elif precision == "dynamic":
-            # ONNX Runtime's per-call int8 on the weight MatMuls, one image at a time: the "dynamic" recipe
-            from ..quant.onnx_quant import quantize
-
+            # the "dynamic" recipe: ONNX Runtime's per-call int8 on the weight MatMuls, one image at a time
             out = ctx.workdir / "dynamic.onnx"
-            recipe.update(quantize(self.fp32_path, out, "dynamic", ctx.int8.target))
+            recipe.update(self.builder().build("dynamic", [], out))
             proto = onnx.load(str(out))
         elif precision == "int8":  # the measured recipes (vitedge.quant, docs/quantization.md)
-            from ..quant.int8_export import OnnxBuilder, int8_artifact
+            from ..quant.int8_export import int8_artifact
 
-            builder = OnnxBuilder(self.fp32_path, ctx.calibration.images, ctx.workdir, ctx.int8.target,
-                                  ctx.calib_method)
-            out, extra, met = int8_artifact(builder, ctx.int8)
+            out, extra, met = int8_artifact(self.builder(), ctx.int8)
             recipe.update(extra)
             proto = onnx.load(str(out))
         else:  # pragma: no cover - the plan rejects it
             raise VitedgeError(f"{precision} is not available for onnx")
         return proto, recipe, met
+
+    def builder(self) -> OnnxBuilder:
+        """The int8 builder over this call's fused fp32 graph (made on first use)."""
+        self._fp32_start()
+        if self._builder is None:
+            ctx = self.ctx
+            self._builder = OnnxBuilder(self.fp32_path, ctx.calibration.images, ctx.workdir, ctx.int8.target,
+                                        ctx.calib_method)
+        return self._builder
 
     def io(self, proto, recipe: dict) -> dict:
         h, w = self.ctx.calibration.images.shape[1:3]

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import VitedgeError
 from ..formats.base import Converted, Converter
 from ..formats.ort import CONFIG_SUFFIX
-from .quiet import captured_stderr, last_error_line
+from ..quiet import captured_stderr, last_error_line
 
 OPTIMIZATION_STYLE = "Fixed"
 

@@ -19,8 +19,8 @@ import numpy as np
 from ..errors import VitedgeError
 from ..formats.base import Converted, Converter, ExportContext
 from ..formats.tflite import PRECISIONS
+from ..quiet import captured_stderr, last_error_line
 from .metadata import STATIC_PRECISIONS
-from .quiet import captured_stderr, last_error_line
 
 DEFAULT_BATCH = 1
 LAYERNORM_FORM = "mean-sub-mul"  # recorded in the recipe; see export_friendly_layernorm
@@ -101,7 +101,12 @@ def convert(saved_model: Path, precision: str, calibration: np.ndarray | None = 
 
     if precision not in PRECISIONS:
         raise VitedgeError(f"unknown TFLite precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if precision == "dynamic":  # the "dynamic" recipe's converter settings
+        from ..quant.tflite_quant import dynamic_converter
+
+        converter = dynamic_converter(saved_model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     recipe = {
         "converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model",
         "batch": batch,
@@ -112,7 +117,6 @@ def convert(saved_model: Path, precision: str, calibration: np.ndarray | None = 
         converter.target_spec.supported_types = [tf.float16]
         recipe.update(optimizations=["DEFAULT"], weights="float16")
     elif precision == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         recipe.update(optimizations=["DEFAULT"], weights="int8", activations="float32 (int8 on the fly)")
     elif precision in ("int8", "int16x8"):
         if calibration is None or not len(calibration):
@@ -159,7 +163,9 @@ def _representative(images: np.ndarray, batch: int | None):
 
 def io_details(flatbuffer: bytes) -> dict:
     """Input/output tensor names, shapes and types of a flatbuffer (for the metadata)."""
-    interpreter = _interpreter(flatbuffer)
+    from ..runtime.litert import new_interpreter
+
+    interpreter = new_interpreter(model_content=flatbuffer, provider=None)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     sig = [None if d < 0 else int(d) for d in inp.get("shape_signature", inp["shape"])]
@@ -169,12 +175,40 @@ def io_details(flatbuffer: bytes) -> dict:
     }
 
 
-def _interpreter(flatbuffer: bytes):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # TensorFlow's own, deprecated but present on workstations
-        from tensorflow.lite import Interpreter
-    return Interpreter(model_content=flatbuffer)
+class TfliteBuilder:
+    """Int8 TFLite files from the SavedModel, by a recipe's settings (calibrated once)."""
+
+    fmt, suffix = "tflite", ".tflite"
+
+    def __init__(self, saved_model: Path, calibration: np.ndarray, workdir: Path, target: str, batch: int | None):
+        self.saved_model, self.calibration, self.workdir = saved_model, calibration, workdir
+        self.target, self.batch = target, batch
+        self._calibrated: bytes | None = None
+        self._fp32_path: Path | None = None
+
+    @property
+    def fp32_path(self) -> Path:
+        """A plain fp32 conversion (no metadata) to compare and time the int8 files against."""
+        if self._fp32_path is None:
+            flatbuffer, _ = convert(self.saved_model, "fp32", batch=self.batch)
+            self._fp32_path = self.workdir / "int8_reference_fp32.tflite"
+            self._fp32_path.write_bytes(flatbuffer)
+        return self._fp32_path
+
+    def build(self, recipe: str, exclude: list[str], path: Path) -> dict:
+        from ..quant import tflite_quant
+        from ..quant.recipes import RECIPES
+
+        if RECIPES[("tflite", recipe)].mode == "dynamic":
+            flatbuffer, record = tflite_quant.dynamic(self.saved_model)
+        else:
+            if self._calibrated is None:
+                self._calibrated = tflite_quant.calibrate(self.saved_model, self.calibration, self.batch)
+            flatbuffer, record = tflite_quant.quantize_calibrated(self._calibrated, recipe, exclude,
+                                                                   target=self.target)
+            record["representative_images"] = int(len(self.calibration))
+        path.write_bytes(flatbuffer)
+        return {**record, "target": self.target}
 
 
 class TfliteConverter(Converter):
@@ -202,7 +236,7 @@ class TfliteConverter(Converter):
         if precision == "int8" and not ctx.int8_io:  # the measured recipes (vitedge.quant, docs/quantization.md)
             import tensorflow as tf
 
-            from ..quant.int8_export import TfliteBuilder, int8_artifact
+            from ..quant.int8_export import int8_artifact
 
             builder = TfliteBuilder(saved_model, ctx.calibration.images, ctx.workdir, ctx.int8.target,
                                     ctx.tflite_batch)

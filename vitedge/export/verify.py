@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..errors import VitedgeError
+from ..scores import log_softmax
 
 FP32_TOLERANCE = 1e-4  # max |logit difference| an fp32 artifact may have against Keras
 CHUNK = 16  # images per runtime call: bounds memory on big models
@@ -40,19 +41,13 @@ def run_artifact(path: str | os.PathLike, images: np.ndarray, threads: int | Non
     return np.concatenate([runtime.run(images[i:i + CHUNK]) for i in range(0, len(images), CHUNK)])
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
 def compare_probabilities(probs: np.ndarray, reference_logits: np.ndarray, precision: str) -> dict:
     """Figures of an artifact that ends in a softmax, against softmax(Keras logits).
 
     max/mean_abs_diff are in probability units. max_abs_logprob_diff compares log-probabilities
     (= logits up to one constant per image) wherever Keras' probability is above 1e-30: the
     figure the fp32 limit applies to, as sensitive as the logit check of logit artifacts."""
-    log_ref = _log_softmax(reference_logits)
+    log_ref = log_softmax(reference_logits)
     figures = compare_logits(probs, np.exp(log_ref))
     p = np.asarray(probs, dtype=np.float64)
     if p.min() < -1e-6 or p.max() > 1 + 1e-3:

@@ -69,9 +69,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the names only; importing them here would pull in workstation code
+if TYPE_CHECKING:  # the name only
     from ..calibration import CalibrationSet
-    from ..runtime.base import Runtime
 
 SCORES = ("logits", "probabilities")
 
@@ -166,7 +165,7 @@ class ArtifactFormat:
         return []
 
     def open_runtime(self, path: str | os.PathLike, threads: int | None = None,
-                     provider: str | None = None) -> Runtime:
+                     provider: str | None = None) -> Any:  # a vitedge.runtime.Runtime
         if not self.runtime_backend:  # pragma: no cover - a plug-in without a backend
             from ..errors import VitedgeError
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench.verdict import choose_recipe
 from .layer_error import layer_errors, worst_first
 from .recipes import RECIPES
 from .validation import Validation
@@ -111,24 +112,20 @@ def accuracy_control(builder, recipe: str, validation: Validation, reference_top
 def select(outcomes: list[Outcome], fp32_path: Path, threads: int = 2, fmt: str = "",
            say: Callable[[str], None] | None = None) -> tuple[Outcome, dict]:
     """The fastest outcome within the bound (else the closest), timed with fp32 in one run."""
-    from .timing import interleaved
+    from ..bench.timing import interleaved
 
     say = say or (lambda _m: None)
     timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads)
     base = timings[0].p50_ms
     for outcome, t in zip(outcomes, timings[1:], strict=True):
         outcome.timing = {"p50_ms": round(t.p50_ms, 4), "speedup_vs_fp32": round(t.speedup_over(timings[0]), 3)}
-    met = [o for o in outcomes if o.met]
-    if met:
-        best = max(met, key=lambda o: o.timing["speedup_vs_fp32"])
-    else:
-        best = min(outcomes, key=lambda o: (o.drop if o.drop is not None else 0.0, -o.timing["speedup_vs_fp32"]))
+    chosen, reason = choose_recipe([o.summary() for o in outcomes])  # the fastest within the bound
+    best = outcomes[chosen]
     parts = []
     for o in outcomes:
         drop = "" if o.drop is None else f", drop {o.drop:+.2f} pts{'' if o.met else ' (over the bound)'}"
         floats = f", {len(o.exclude)} layer(s) float" if o.exclude else ""
         parts.append(f"{o.recipe} {o.timing['p50_ms']:.3f} ms ({o.timing['speedup_vs_fp32']:.2f}x{drop}{floats})")
-    reason = "fastest within the bound" if best.met else "none within the bound: the closest"
     say(f"{fmt} int8 auto ({threads} threads, batch 1, each in its own process): fp32 {base:.3f} ms; "
         + "; ".join(parts) + f" -> {best.recipe}, {reason}")
     if best.timing["speedup_vs_fp32"] < 1.0:

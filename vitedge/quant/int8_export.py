@@ -1,9 +1,13 @@
-"""What `vitedge export` calls for the int8 precision: recipe, accuracy control, selection.
+"""What `vitedge export` calls for the int8 precision: recipe choice, accuracy control, selection.
 
-The export pipeline owns conversion to fp32, calibration images, metadata and writing; this
-module turns its fp32 starting point (ONNX: the fused fp32 graph; TFLite: the SavedModel)
-into the int8 file, by the recipe asked for (`--int8 RECIPE`), the target's default, or the
-fastest one within the bound on this machine (`--int8 auto`), with `--max-drop` applied.
+The format's converter owns conversion to fp32, metadata and writing, and hands over a
+*builder* (ONNX: `vitedge.export.onnx.OnnxBuilder`, from the fused fp32 graph; TFLite:
+`vitedge.export.tflite.TfliteBuilder`, from the SavedModel) that makes one int8 file from a
+recipe's settings. This module picks the recipe asked for (`--int8 RECIPE`), the target's
+default, or the fastest one within the bound on this machine (`--int8 auto`), with
+`--max-drop` applied. A builder has: fmt (the recipe family), suffix, workdir, calibration
+(images), fp32_path (the float file to compare and time against) and
+build(recipe_name, exclude, path) -> record.
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import UsageError
 from . import control
@@ -51,57 +53,6 @@ class Int8Options:
         if self.auto and fmt not in self.choice:
             return recipe_names(fmt)
         return [resolve(fmt, self.choice.get(fmt), self.target).name]
-
-
-class OnnxBuilder:
-    fmt, suffix = "onnx", ".onnx"
-
-    def __init__(self, fp32_path: Path, calibration: np.ndarray, workdir: Path, target: str,
-                 calib_method: str = "minmax"):
-        self.fp32_path, self.calibration, self.workdir, self.target = fp32_path, calibration, workdir, target
-        self.calib_method = calib_method
-        self.cache = workdir / "onnx_activation_ranges.json"
-
-    def build(self, recipe: str, exclude: list[str], path: Path) -> dict:
-        from .onnx_quant import quantize
-
-        return quantize(self.fp32_path, path, recipe, self.target, self.calibration, exclude, cache=self.cache,
-                        method=self.calib_method)
-
-
-class TfliteBuilder:
-    fmt, suffix = "tflite", ".tflite"
-
-    def __init__(self, saved_model: Path, calibration: np.ndarray, workdir: Path, target: str, batch: int | None):
-        self.saved_model, self.calibration, self.workdir = saved_model, calibration, workdir
-        self.target, self.batch = target, batch
-        self._calibrated: bytes | None = None
-        self._fp32_path: Path | None = None
-
-    @property
-    def fp32_path(self) -> Path:
-        """A plain fp32 conversion (no metadata) to compare and time the int8 files against."""
-        if self._fp32_path is None:
-            from ..export import tflite as tflite_export
-
-            flatbuffer, _ = tflite_export.convert(self.saved_model, "fp32", batch=self.batch)
-            self._fp32_path = self.workdir / "int8_reference_fp32.tflite"
-            self._fp32_path.write_bytes(flatbuffer)
-        return self._fp32_path
-
-    def build(self, recipe: str, exclude: list[str], path: Path) -> dict:
-        from . import tflite_quant
-
-        if recipe == "dynamic":
-            flatbuffer, record = tflite_quant.dynamic(self.saved_model)
-        else:
-            if self._calibrated is None:
-                self._calibrated = tflite_quant.calibrate(self.saved_model, self.calibration, self.batch)
-            flatbuffer, record = tflite_quant.quantize_calibrated(self._calibrated, recipe, exclude,
-                                                                   target=self.target)
-            record["representative_images"] = int(len(self.calibration))
-        path.write_bytes(flatbuffer)
-        return {**record, "target": self.target}
 
 
 def int8_artifact(builder, options: Int8Options) -> tuple[Path, dict, bool]:

@@ -98,7 +98,7 @@ def tflite_matmul_models(config: ViTConfig) -> tuple[bytes, bytes]:
     """(fp32, int8) FULLY_CONNECTED stacks of the ViT's shapes (TensorFlow's converter)."""
     import tensorflow as tf
 
-    from ..export.quiet import captured_stderr
+    from ..quiet import captured_stderr
 
     shapes = matmul_shapes(config)
     inputs = _inputs(shapes)
@@ -145,7 +145,7 @@ def onnx_matmul_models(config: ViTConfig, workdir: Path, reduce_range: bool = Tr
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ..export.quiet import captured_stderr
+    from ..quiet import captured_stderr
 
     shapes = matmul_shapes(config)
     nodes, inits, inputs, outputs = [], [], [], []
@@ -188,30 +188,11 @@ def has_matmul_bias(onnx_path) -> bool:
 
 
 # --------------------------------------------------------------------------- timing ----
-def _runner(path_or_bytes, threads: int):
-    """A no-argument callable running one inference on random inputs."""
-    rng = np.random.default_rng(0)
-    if isinstance(path_or_bytes, (str, os.PathLike)) and str(path_or_bytes).endswith(".onnx"):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path_or_bytes), options, providers=["CPUExecutionProvider"])
-        feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-                 for i in session.get_inputs()}
-        return lambda: session.run(None, feeds)
-    from .profile_tflite import _interpreter
-
-    content = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
-    interpreter = _interpreter(content, threads, "xnnpack")
-    return interpreter.invoke
-
-
 def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, threads: int = 2,
                   runs: int = 200, target: str = "x86") -> Bound:
     """The kernel-level bound for `fmt` on the ViT `config`, with its whole fp32 artifact (`runs` each)."""
-    from .timing import time_in_turns
+    from ..bench.timing import time_in_turns
+    from ..runtime.raw import raw_runner
 
     with tempfile.TemporaryDirectory(prefix="vitedge-kernels-") as work:
         if fmt == "tflite":
@@ -223,5 +204,5 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
                                             bias=has_matmul_bias(whole_fp32))
         # one process, in turns (the bound is a small difference of two stack times; timed apart,
         # the default model's moved 0.98-1.37x between runs)
-        times, turns = time_in_turns([_runner(p, threads) for p in (whole_fp32, fp32, int8)], runs=runs)
+        times, turns = time_in_turns([raw_runner(p, threads) for p in (whole_fp32, fp32, int8)], runs=runs)
     return Bound(fmt, *(float(np.median(t)) for t in times), rounds=list(zip(*turns, strict=True)))

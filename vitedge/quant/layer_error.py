@@ -62,8 +62,8 @@ def onnx_layers(model) -> list[_OnnxLayer]:
 
 def _onnx_tensors(path: str | os.PathLike, names: list[str], images: np.ndarray, threads: int | None) -> dict:
     import onnx
-    import onnxruntime as ort
 
+    from ..runtime.onnxrt import new_session
     from .onnx_batch import flatten
 
     model = flatten(onnx.load(str(path)))  # a per-image Scan hides its tensors inside its body
@@ -73,11 +73,7 @@ def _onnx_tensors(path: str | os.PathLike, names: list[str], images: np.ndarray,
     for name in wanted:
         if name not in existing:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = new_session(model.SerializeToString(), threads=threads or None)
     input_name = session.get_inputs()[0].name
     outs: dict[str, list] = {n: [] for n in wanted}
     for i in range(len(images)):
@@ -111,16 +107,12 @@ def onnx_errors(int8_path, fp32_path, images: np.ndarray, threads: int | None = 
 # ----------------------------------------------------------------------------- TFLite ----
 def _tflite_run(path: str | os.PathLike, images: np.ndarray):
     """(layers [(op, input index, output index)], tensor details, per-image tensor values)."""
-    from ..runtime.litert import interpreter_module
+    from ..runtime.litert import new_interpreter, op_list
 
-    mod, _ = interpreter_module()
-    kwargs = {"experimental_preserve_all_tensors": True}
-    if hasattr(mod, "OpResolverType"):
-        kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = mod.Interpreter(model_path=str(path), **kwargs)
+    interpreter = new_interpreter(model_path=path, provider="builtin", preserve_all_tensors=True)
     interpreter.allocate_tensors()
     details = {t["index"]: t for t in interpreter.get_tensor_details()}
-    ops = [op for op in interpreter._get_ops_details() if op["op_name"] in TFLITE_LAYER_OPS]  # noqa: SLF001
+    ops = [op for op in op_list(interpreter) if op["op_name"] in TFLITE_LAYER_OPS]
     inp = interpreter.get_input_details()[0]
     batch = int(inp["shape"][0]) or 1
     wanted = sorted({int(op["inputs"][0]) for op in ops} | {int(op["outputs"][0]) for op in ops})

@@ -1,15 +1,10 @@
-"""ONNX int8 recipes with ONNX Runtime's quantizer, on the graph `onnx_graph.simplify` made.
+"""ONNX Runtime's quantizer driven by a `Recipe`'s settings (vitedge/quant/recipes.py), on the
+graph `vitedge.export.onnx_graph.simplify` made.
 
-Only matrix multiplies with a constant weight are quantized (QKV, projection, MLP, patch
-embedding, head; `MatMulConstBOnly`): LayerNormalization, Gelu, MultiHeadAttention (softmax
-and attention's two activation-activation products) and the residual Adds stay float. See
-docs/quantization.md for the measurements behind each choice.
-
-  * "dynamic": weights int8 per tensor, activations quantized per call (DynamicQuantizeMatMul).
-  * "qdq":     static QDQ with calibrated activation ranges, weights int8 per channel.
-
-`reduce_range` (7-bit weights) is on for x86: without VNNI, ONNX Runtime's u8*s8 kernels
-sum pairs with VPMADDUBSW, which saturates int16 on full-range weights; ARM does not need it.
+The offered recipes quantize only matrix multiplies with a constant weight (QKV, projection,
+MLP, patch embedding, head; `MatMulConstBOnly`): LayerNormalization, Gelu, MultiHeadAttention
+(softmax and attention's two activation-activation products) and the residual Adds stay float.
+See docs/quantization.md for the measurements behind each choice.
 """
 
 from __future__ import annotations
@@ -20,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VitedgeError
+from .recipes import RECIPES, Recipe
 
 INPUT_NAME = "image"
-OP_TYPES = ("MatMul",)
+OP_TYPES = RECIPES[("onnx", "qdq")].op_types  # what the offered recipes quantize
 
 
 def quantizable_nodes(model) -> list[str]:
@@ -63,55 +59,68 @@ def _per_image_batch(path: str | os.PathLike) -> None:
     onnx.save(per_image(onnx.load(str(path))), str(path))
 
 
-def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, recipe: str, target: str,
+def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, recipe: str | Recipe, target: str,
              calibration: np.ndarray | None = None, exclude: list[str] | tuple = (),
-             cache: str | os.PathLike | None = None, method: str = "minmax") -> dict:
-    """Write the int8 model of `recipe` to `out_path`; `exclude` names MatMuls kept float.
+             cache: str | os.PathLike | None = None, method: str | None = None) -> dict:
+    """Write the int8 model of `recipe` (a Recipe, or an ONNX recipe's name) to `out_path`,
+    with the recipe's settings for `target`; `exclude` names nodes kept float.
 
     `cache` (static recipes): a file for the calibrated ranges, computed on the first call and
-    reused by later ones (accuracy control re-quantizes with other exclusions)."""
+    reused by later ones (accuracy control re-quantizes with other exclusions). `method`
+    replaces the recipe's calibration method (export's --calib-method)."""
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_dynamic
     from onnxruntime.quantization import quantize_static as ort_static
 
-    from ..export.quiet import captured_stderr, last_error_line
+    from ..quiet import captured_stderr, last_error_line
 
-    reduce_range = target == "x86"
+    if isinstance(recipe, str):
+        found = RECIPES.get(("onnx", recipe))
+        if found is None:
+            raise VitedgeError(f"unknown ONNX int8 recipe {recipe!r}")
+        recipe = found
+    reduce_range = bool(recipe.setting("reduce_range", target))
+    per_channel = bool(recipe.setting("per_channel", target))
+    op_types = None if recipe.op_types is None else list(recipe.op_types)
+    extra = {"MatMulConstBOnly": True} if recipe.const_weight_only else {}
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     exclude = list(exclude)
+    method = method or recipe.calibration_method
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    record = {"quantizer": f"onnxruntime {onnxruntime.__version__}", "recipe": recipe, "target": target,
-              "op_types": list(OP_TYPES), "const_weight_only": True, "reduce_range": reduce_range,
-              "float_nodes": exclude}
+    record = {"quantizer": f"onnxruntime {onnxruntime.__version__}", "recipe": recipe.name, "target": target,
+              "op_types": op_types if op_types is not None else "all", "const_weight_only": recipe.const_weight_only,
+              "reduce_range": reduce_range, "float_nodes": exclude}
+    weights = f"{recipe.weight_type} per {'channel' if per_channel else 'tensor'}"
     with captured_stderr() as log:
         try:
-            if recipe == "dynamic":
-                ort_dynamic(str(fp32_path), str(out_path), op_types_to_quantize=list(OP_TYPES),
-                            weight_type=QuantType.QInt8, per_channel=False, reduce_range=reduce_range,
-                            nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
-                _per_image_batch(out_path)
-                record.update(weights="int8 per tensor", activations="uint8, quantized per call, one image at a time",
-                              batch=None, per_image_scan=True)
-            elif recipe == "qdq":
+            if recipe.mode == "dynamic":
+                ort_dynamic(str(fp32_path), str(out_path), op_types_to_quantize=op_types,
+                            weight_type=types[recipe.weight_type], per_channel=per_channel, reduce_range=reduce_range,
+                            nodes_to_exclude=exclude, extra_options=extra)
+                if recipe.per_image:
+                    _per_image_batch(out_path)
+                    record.update(weights=weights, activations="uint8, quantized per call, one image at a time",
+                                  batch=None, per_image_scan=True)
+                else:
+                    record.update(weights=weights, activations="uint8, quantized per call")
+            else:
                 if calibration is None or not len(calibration):
-                    raise VitedgeError("the qdq recipe needs calibration images")
+                    raise VitedgeError(f"the {recipe.name} recipe needs calibration images")
                 cache_hit = cache is not None and Path(cache).is_file()
                 ort_static(str(fp32_path), str(out_path), None if cache_hit else _reader(calibration),
-                           quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
-                           activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                           op_types_to_quantize=list(OP_TYPES), nodes_to_exclude=exclude,
-                           calibrate_method=methods[method],
-                           calibration_cache_path=None if cache is None else str(cache),
-                           extra_options={"MatMulConstBOnly": True})
-                record.update(format="QDQ", weights="int8 per channel", activations=f"uint8 (calibrated, {method})",
-                              calibration_method=method,
-                              representative_images=int(len(calibration)))
-            else:
-                raise VitedgeError(f"unknown ONNX int8 recipe {recipe!r}")
+                           quant_format=getattr(QuantFormat, recipe.quant_format), per_channel=per_channel,
+                           reduce_range=reduce_range, activation_type=types[recipe.activation_type],
+                           weight_type=types[recipe.weight_type], op_types_to_quantize=op_types,
+                           nodes_to_exclude=exclude, calibrate_method=methods[method],
+                           calibration_cache_path=None if cache is None else str(cache), extra_options=extra)
+                record.update(format=recipe.quant_format, weights=weights,
+                              activations=f"{recipe.activation_type} (calibrated, {method})",
+                              calibration_method=method, representative_images=int(len(calibration)))
         except VitedgeError:
             raise
         except Exception as exc:
             detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
-            raise VitedgeError(f"ONNX int8 ({recipe}) quantization failed: {detail}") from None
+            raise VitedgeError(f"ONNX int8 ({recipe.name}) quantization failed: {detail}") from None
     return record

@@ -1,13 +1,9 @@
 """TFLite int8 recipes with TensorFlow's converter, from the SavedModel export already made.
 
-  * "dynamic": dynamic-range int8 (int8 weights; XNNPACK quantizes activations per call,
-    its QD8 kernels); no calibration.
-  * "fc":      selective full int8: FULLY_CONNECTED runs int8 (calibrated activation ranges,
-    per-tensor weights), and CONV_2D too on arm64; LayerNorm, GELU, Softmax, attention's
-    BATCH_MATMULs, residual ADDs and reshapes stay float, with QUANTIZE/DEQUANTIZE at the
-    borders. Built with the MLIR quantizer's denylist, the API behind
-    tf.lite.experimental.QuantizationDebugger.
-  * "full":    every op int8 (TFLITE_BUILTINS_INT8), the textbook recipe; needed for --int8-io.
+A `Recipe` (vitedge/quant/recipes.py) says which ops run int8 (`int8_ops`) and whether weight
+scales are per channel; the ops it leaves out are denylisted in the MLIR quantizer (the API
+behind tf.lite.experimental.QuantizationDebugger), so they stay float with QUANTIZE/DEQUANTIZE
+at the borders. "dynamic" recipes convert with dynamic-range int8 (no calibration).
 
 Static recipes calibrate once (`calibrate`) and quantize from the calibrated model as often as
 accuracy control needs (`quantize_calibrated`, with layers named in `exclude` kept float).
@@ -20,13 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VitedgeError
+from .recipes import RECIPES, WEIGHT_OPS, Recipe
 
-INT8_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")  # the weight-bearing ops
-# Which of them "fc" makes int8, per target. x86 (AVX2, no VNNI): XNNPACK's int8 CONV_2D with
-# the patch embedding's PxP stride-P kernel was 1.5x (28x28) to 2.7x (ViT-Ti) slower than its
-# float one (`vitedge profile`), so the patch embedding stays float there. arm64 keeps it int8:
-# not measured on a device; its dot-product int8 kernels are the reason to quantize at all.
-FC_INT8_OPS = {"x86": ("FULLY_CONNECTED",), "arm64": INT8_OPS}
+INT8_OPS = WEIGHT_OPS  # the weight-bearing ops
+FC_INT8_OPS = RECIPES[("tflite", "fc")].int8_ops  # per target (recipes.py says why)
 BORDER_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 
@@ -37,7 +30,7 @@ def _converter(saved_model: Path):
 
 
 def _convert(converter, what: str) -> bytes:
-    from ..export.quiet import captured_stderr, last_error_line
+    from ..quiet import captured_stderr, last_error_line
 
     with captured_stderr() as log:
         try:
@@ -47,12 +40,18 @@ def _convert(converter, what: str) -> bytes:
             raise VitedgeError(f"TFLite {what} conversion failed: {detail}") from None
 
 
-def dynamic(saved_model: Path) -> tuple[bytes, dict]:
+def dynamic_converter(saved_model: Path):
+    """TF's converter set for dynamic-range int8 (int8 weights; XNNPACK quantizes activations
+    per call): the "dynamic" recipe and `--precision dynamic` both start here."""
     import tensorflow as tf
 
     converter = _converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return _convert(converter, "dynamic-range int8"), {
+    return converter
+
+
+def dynamic(saved_model: Path) -> tuple[bytes, dict]:
+    return _convert(dynamic_converter(saved_model), "dynamic-range int8"), {
         "recipe": "dynamic", "optimizations": ["DEFAULT"], "weights": "int8 per channel",
         "activations": "float32 (int8 per call in XNNPACK's QD8 kernels)"}
 
@@ -74,38 +73,37 @@ def calibrate(saved_model: Path, images: np.ndarray, batch: int | None = 1) -> b
 
 
 def op_types(flatbuffer: bytes) -> list[str]:
-    from ..runtime.litert import interpreter_module
+    from ..runtime.litert import op_types as litert_op_types
 
-    mod, _ = interpreter_module()
-    kwargs = {}
-    if hasattr(mod, "OpResolverType"):
-        kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = mod.Interpreter(model_content=flatbuffer, **kwargs)
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # noqa: SLF001
+    return litert_op_types(flatbuffer)
 
 
-def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tuple = (),
+def quantize_calibrated(calibrated: bytes, recipe: str | Recipe, exclude: list[str] | tuple = (),
                         per_channel: bool | None = None, target: str = "x86") -> tuple[bytes, dict]:
-    """"fc" or "full" from a calibrated model; float I/O; layers in `exclude` stay float.
+    """A static recipe (a Recipe or a TFLite recipe's name) from a calibrated model; float I/O;
+    ops outside the recipe's `int8_ops` and layers in `exclude` stay float.
 
-    "fc" uses per-tensor weight scales by default: as fast and as accurate as per-channel on
-    the default model (test top-1 89.13 vs 89.06, fp32 89.18), and per-channel's scale and
-    int64 zero-point arrays (for weights and biases) made the small default model's file 31%
-    of fp32 instead of 27%. "full" keeps per-channel (the textbook recipe)."""
+    "fc" uses per-tensor weight scales: as fast and as accurate as per-channel on the default
+    model (test top-1 89.13 vs 89.06, fp32 89.18), and per-channel's scale and int64 zero-point
+    arrays (for weights and biases) made the small default model's file 31% of fp32 instead of
+    27%. "full" keeps per-channel (the textbook recipe). `per_channel` overrides the recipe."""
     from tensorflow.lite.python import convert
 
-    from ..export.quiet import captured_stderr, last_error_line
+    from ..quiet import captured_stderr, last_error_line
 
+    if isinstance(recipe, str):
+        found = RECIPES.get(("tflite", recipe))
+        if found is None or found.mode != "static":
+            raise VitedgeError(f"unknown TFLite static int8 recipe {recipe!r}")
+        recipe = found
     if per_channel is None:
-        per_channel = recipe != "fc"
-
-    if recipe == "fc":
-        int8_ops = list(FC_INT8_OPS[target])
-        denied = [t for t in op_types(calibrated) if t not in int8_ops + list(BORDER_OPS)]
-    elif recipe == "full":
+        per_channel = bool(recipe.setting("per_channel", target))
+    wanted = recipe.setting("int8_ops", target)
+    if wanted == "all":
         int8_ops, denied = "all", []
     else:
-        raise VitedgeError(f"unknown TFLite static int8 recipe {recipe!r}")
+        int8_ops = list(wanted)
+        denied = [t for t in op_types(calibrated) if t not in int8_ops + list(BORDER_OPS)]
     with captured_stderr() as log:
         try:
             flatbuffer = convert.mlir_quantize(calibrated, disable_per_channel=not per_channel,
@@ -113,8 +111,8 @@ def quantize_calibrated(calibrated: bytes, recipe: str, exclude: list[str] | tup
                                                denylisted_nodes=list(exclude) or None)
         except Exception as exc:
             detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
-            raise VitedgeError(f"TFLite int8 ({recipe}) quantization failed: {detail}") from None
-    record = {"recipe": recipe, "quantizer": "tf.lite mlir_quantize (QuantizationDebugger route)",
+            raise VitedgeError(f"TFLite int8 ({recipe.name}) quantization failed: {detail}") from None
+    record = {"recipe": recipe.name, "quantizer": "tf.lite mlir_quantize (QuantizationDebugger route)",
               "weights": "int8 per channel" if per_channel else "int8 per tensor",
               "activations": "int8 (calibrated)", "int8_ops": int8_ops,
               "float_ops": denied, "float_layers": list(exclude)}

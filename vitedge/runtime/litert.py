@@ -53,6 +53,60 @@ def interpreter_module():
     return SimpleNamespace(Interpreter=tf.lite.Interpreter, OpResolverType=tf.lite.experimental.OpResolverType), "tensorflow"
 
 
+def new_interpreter(*, model_path=None, model_content: bytes | None = None, threads: int | None = None,
+                    provider: str | None = "xnnpack", preserve_all_tensors: bool = False):
+    """A LiteRT interpreter (every one vitedge builds comes from here), tensors not yet allocated.
+
+    provider: "xnnpack" (the BUILTIN resolver, XNNPACK as default delegate), "builtin" (LiteRT's
+    own kernels) or "reference"; None keeps the runtime's own default. `preserve_all_tensors`
+    keeps intermediate tensors readable after `invoke` (per-layer error)."""
+    mod, package = interpreter_module()
+    kwargs: dict = {}
+    if threads is not None:
+        kwargs["num_threads"] = threads
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
+    if provider is not None:
+        name = provider.lower()
+        if name not in PROVIDERS:
+            raise VitedgeError(f"unknown TFLite provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+        resolver = getattr(mod, "OpResolverType", None)
+        if resolver is not None:
+            kwargs["experimental_op_resolver_type"] = getattr(resolver, PROVIDERS[name])
+        elif name != "xnnpack":
+            raise VitedgeError(f"this {package} cannot select provider {name}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's "moved to LiteRT" notice
+        if model_content is not None:
+            return mod.Interpreter(model_content=model_content, **kwargs)
+        return mod.Interpreter(model_path=str(model_path), **kwargs)
+
+
+def op_list(interpreter) -> list[dict]:
+    """The interpreter's execution plan: one dict per node (op_name, index, inputs, outputs).
+    A private LiteRT API (`_get_ops_details`), wrapped here only."""
+    return interpreter._get_ops_details()  # noqa: SLF001
+
+
+def op_types(model_content: bytes) -> list[str]:
+    """The sorted op types of a flatbuffer, as LiteRT sees them (no delegate)."""
+    interpreter = new_interpreter(model_content=model_content, provider="builtin")
+    return sorted({op["op_name"] for op in op_list(interpreter)})
+
+
+def fill_random_inputs(interpreter, seed: int = 0) -> None:
+    """Allocate and set every input to random values of its type (timing and profiling)."""
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(seed)
+    for d in interpreter.get_input_details():
+        if np.issubdtype(d["dtype"], np.floating):
+            value = rng.standard_normal(d["shape"]).astype(d["dtype"])
+        else:
+            info = np.iinfo(d["dtype"])
+            value = rng.integers(max(info.min, -64), min(info.max, 64), size=d["shape"]).astype(d["dtype"])
+        interpreter.set_tensor(d["index"], value)
+
+
 def _package_version(package: str) -> str:
     try:
         from importlib.metadata import version
@@ -99,22 +153,17 @@ class LiteRTRuntime(Runtime):
 
     def __init__(self, path, threads=None, provider=None):
         super().__init__(path, read_tflite_metadata(path), threads)
-        mod, self.package = interpreter_module()
+        _, self.package = interpreter_module()
         self.provider = (provider or "xnnpack").lower()
         if self.provider not in PROVIDERS:
             raise VitedgeError(f"unknown TFLite provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
-        resolver = getattr(mod, "OpResolverType", None)
-        kwargs = {"num_threads": self.threads}
-        if resolver is not None:
-            kwargs["experimental_op_resolver_type"] = getattr(resolver, PROVIDERS[self.provider])
-        elif self.provider != "xnnpack":
-            raise VitedgeError(f"this {self.package} cannot select provider {self.provider}")
         native: list[str] = []
         try:
-            with _native_stderr(native), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tf.lite.Interpreter's "moved to LiteRT" notice
-                self.interpreter = mod.Interpreter(model_path=str(self.path), **kwargs)
+            with _native_stderr(native):
+                self.interpreter = new_interpreter(model_path=self.path, threads=self.threads, provider=self.provider)
                 self.interpreter.allocate_tensors()  # XNNPACK is applied here
+        except VitedgeError:
+            raise
         except Exception as exc:
             detail = next((ln for ln in native if "ERROR" in ln), None) or first_line(exc)
             raise VitedgeError(f"{self.path}: LiteRT cannot load it ({detail[:200]})") from None
@@ -154,7 +203,7 @@ class LiteRTRuntime(Runtime):
     def xnnpack_partitions(self) -> int:
         """How many parts of the graph XNNPACK took over (0: it runs nowhere)."""
         try:
-            return sum(op.get("op_name") == "DELEGATE" for op in self.interpreter._get_ops_details())
+            return sum(op.get("op_name") == "DELEGATE" for op in op_list(self.interpreter))
         except Exception:  # a private API; older runtimes may lack it
             return -1
 

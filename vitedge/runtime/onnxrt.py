@@ -29,6 +29,40 @@ def resolve_provider(name: str | None, available: list[str]) -> str:
                        f"this onnxruntime has: {', '.join(available)}")
 
 
+def new_session(model, threads: int | None = None, provider: str | None = None,
+                profile_prefix: str | None = None):
+    """An ONNX Runtime InferenceSession (every one vitedge builds comes from here).
+
+    model: a path or the serialized model (bytes). threads: intra-op threads (None: ONNX
+    Runtime's default), one inter-op thread. provider: as `resolve_provider` (CPU by default,
+    which stays as the fallback). profile_prefix: turn on ONNX Runtime's profiler, its JSON file
+    starting with this path (`session.end_profiling()` names it). Its warnings (about graph
+    optimizations) are off; a model it refuses raises its own exception."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise VitedgeError("ONNX Runtime is not installed: pip install onnxruntime") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
+    chosen = resolve_provider(provider, ort.get_available_providers())
+    providers = [chosen] + (["CPUExecutionProvider"] if chosen != "CPUExecutionProvider" else [])
+    source = model if isinstance(model, (bytes, bytearray)) else str(model)
+    return ort.InferenceSession(source, options, providers=providers)
+
+
+def random_feeds(session, seed: int = 0) -> dict:
+    """Random float32 values for every input of a session (dynamic dimensions = 1)."""
+    rng = np.random.default_rng(seed)
+    return {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
+            for i in session.get_inputs()}
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
@@ -40,13 +74,8 @@ class OnnxRuntime(Runtime):
             raise VitedgeError("ONNX Runtime is not installed: pip install onnxruntime") from None
         self._ort = ort
         self.provider = resolve_provider(provider, ort.get_available_providers())
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only; its warnings are about graph optimizations
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        providers = [self.provider] + (["CPUExecutionProvider"] if self.provider != "CPUExecutionProvider" else [])
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+            self.session = new_session(self.path, threads=self.threads, provider=self.provider)
         except Exception as exc:
             raise VitedgeError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
         self.metadata = self._read_metadata()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .profile_tflite import OpTiming
+from .tflite import OpTiming
 
 _INT8_MARKERS = ("QLinear", "Integer", "DynamicQuantize", "QAttention", "QGemm", "QEmbed", "QOrdered")
 _CONVERSIONS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
@@ -29,19 +29,11 @@ def compute_type(op_type: str) -> str:
 
 
 def profile(path: str | os.PathLike, threads: int = 2, runs: int = 50) -> dict:
-    import onnxruntime as ort
+    from ..runtime.onnxrt import new_session
 
     with tempfile.TemporaryDirectory(prefix="vitedge-ortprof-") as work:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3
-        plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        options_p = ort.SessionOptions()
-        options_p.intra_op_num_threads, options_p.inter_op_num_threads = threads, 1
-        options_p.log_severity_level = 3
-        options_p.enable_profiling = True
-        options_p.profile_file_prefix = str(Path(work) / "ort")
-        session = ort.InferenceSession(str(path), options_p, providers=["CPUExecutionProvider"])
+        plain = new_session(path, threads=threads)
+        session = new_session(path, threads=threads, profile_prefix=Path(work) / "ort")
         inp = session.get_inputs()[0]
         x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape])
         feed = {inp.name: x.astype(np.float32)}

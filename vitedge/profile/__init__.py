@@ -1,6 +1,6 @@
 """`vitedge profile`: per-op-type time of an artifact, and per-layer quantization error.
 
-Timing: profile_tflite (LiteRT, per-op models) or profile_onnx (ONNX Runtime's profiler).
+Timing: profile.tflite (LiteRT, per-op models) or profile.onnx (ONNX Runtime's profiler).
 Error: layer_error against the fp32 artifact of the same model and format (given, or found
 beside the artifact as <stem>_fp32.<ext>, the name `vitedge export` writes).
 """
@@ -33,11 +33,11 @@ def op_table(report: dict) -> list[dict]:
 def time_profile(path: str | os.PathLike, threads: int = 2, runs: int = 50, progress=None) -> dict:
     suffix = Path(path).suffix.lower()
     if suffix == ".tflite":
-        from .profile_tflite import profile
+        from .tflite import profile
 
         return profile(path, threads=threads, runs=runs, progress=progress)
     if suffix == ".onnx":
-        from .profile_onnx import profile
+        from .onnx import profile
 
         return profile(path, threads=threads, runs=runs)
     raise VitedgeError(f"{path}: profile reads .tflite and .onnx files")
@@ -58,7 +58,7 @@ def find_fp32_twin(path: str | os.PathLike) -> Path | None:
 
 def error_report(path: str | os.PathLike, fp32: str | os.PathLike, images: np.ndarray, top: int = 5,
                  threads: int | None = None) -> dict:
-    from .layer_error import layer_errors, worst_first
+    from ..quant.layer_error import layer_errors, worst_first
 
     errors = layer_errors(path, fp32, images, threads)
     quantized = worst_first(errors)

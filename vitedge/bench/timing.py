@@ -8,7 +8,8 @@ ratio between two of them is the median of their per-round ratios (`paired_speed
 `vitedge bench --rounds`): this machine's speed drifts within seconds, and the pooled median of
 a two-speed mixture jumps with the share of slow rounds each artifact happened to get.
 
-Each artifact runs in a fresh process (`python -m vitedge.quant.timing`), as on a device: in
+Each artifact runs in a fresh process (the bench worker, `python -m vitedge.bench.worker`, with
+a {"timing": ...} job), as on a device: in
 one process ONNX Runtime sessions disturb each other (their worker threads keep spinning
 after a run), which measured here turned ViT-Ti's int8 speed-up of 1.46x into 1.15x. Batch 1,
 through `vitedge.runtime.load_runtime` (the device path), random input of the model's size.
@@ -23,14 +24,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..bench.stats import paired_speedup
+from .stats import paired_speedup
 
 
 @dataclass
@@ -52,13 +51,13 @@ class Timing:
                 "round_p50_ms": [round(t, 4) for t in self.round_p50_ms]}
 
 
-def _worker(path: str, threads: int, runs: int, warmup: int, raw: bool = False) -> list[float]:
+def timing_job(path: str, threads: int, runs: int, warmup: int, raw: bool = False) -> list[float]:
     """ms of each timed run. `raw`: any model straight in its runtime on random inputs (the
     kernel stacks of kernels.py have several inputs); else the device runtime on one image."""
     if raw:
-        from .kernels import _runner
+        from ..runtime.raw import raw_runner
 
-        run = _runner(path, threads)
+        run = raw_runner(path, threads)
     else:
         from ..runtime import load_runtime
 
@@ -119,13 +118,6 @@ def time_in_turns(runners: list, seconds: float = 0.0, runs: int = 0, block_ms: 
     return times, turns
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 4, runs: int = 50,
                 warmup: int = 10, raw: bool = False) -> list[Timing]:
     """`rounds` alternating rounds of `runs` timed runs per artifact, each in its own process."""
@@ -134,15 +126,7 @@ def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 
     order = [str(p) for p in paths]
     for r in range(rounds):
         for path in (order if r % 2 == 0 else order[::-1]):
-            cmd = [sys.executable, "-m", "vitedge.quant.timing", path, str(threads), str(runs), str(warmup)]
-            cmd += ["raw"] if raw else []
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
-            if proc.returncode != 0:
-                from ..errors import VitedgeError
-
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise VitedgeError(f"timing {path} failed: {tail[:200]}")
-            times = json.loads(proc.stdout.strip().splitlines()[-1])
+            times = _time_in_worker({"path": path, "threads": threads, "runs": runs, "warmup": warmup, "raw": raw})
             samples[path].extend(times)
             round_p50[path].append(float(np.median(times)))
     out = []
@@ -153,6 +137,17 @@ def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 
     return out
 
 
-if __name__ == "__main__":  # the worker: PATH THREADS RUNS WARMUP [raw] -> JSON list of ms, last line
-    _path, _threads, _runs, _warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    print(json.dumps(_worker(_path, _threads, _runs, _warmup, raw=sys.argv[5:] == ["raw"])))
+def _time_in_worker(timing: dict) -> list[float]:
+    """ms of each timed run of one artifact, in a fresh bench worker process."""
+    from ..errors import VitedgeError
+    from .runner import WORKER_COMMAND, worker_env
+
+    proc = subprocess.run(WORKER_COMMAND, input=json.dumps({"timing": timing}), capture_output=True, text=True,
+                          env=worker_env())
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = next((e for e in events if e.get("event") == "result"), None)
+    if result is None:
+        error = next((e.get("message") for e in events if e.get("event") == "error"), None)
+        tail = error or (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise VitedgeError(f"timing {timing['path']} failed: {tail[:200]}")
+    return result["times_ms"]

@@ -110,22 +110,11 @@ def _compute_type(op_type: str, input_types: list[int], output_type: int) -> str
 
 
 def _interpreter(content: bytes, threads: int, provider: str):
-    from ..runtime.litert import PROVIDERS, interpreter_module
+    """An interpreter of `content` with random inputs set, ready to invoke."""
+    from ..runtime.litert import fill_random_inputs, new_interpreter
 
-    mod, _ = interpreter_module()
-    kwargs = {"num_threads": threads}
-    if hasattr(mod, "OpResolverType"):
-        kwargs["experimental_op_resolver_type"] = getattr(mod.OpResolverType, PROVIDERS[provider])
-    interpreter = mod.Interpreter(model_content=content, **kwargs)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for d in interpreter.get_input_details():
-        if np.issubdtype(d["dtype"], np.floating):
-            value = rng.standard_normal(d["shape"]).astype(d["dtype"])
-        else:
-            info = np.iinfo(d["dtype"])
-            value = rng.integers(max(info.min, -64), min(info.max, 64), size=d["shape"]).astype(d["dtype"])
-        interpreter.set_tensor(d["index"], value)
+    interpreter = new_interpreter(model_content=content, threads=threads, provider=provider)
+    fill_random_inputs(interpreter)
     return interpreter
 
 
@@ -143,13 +132,13 @@ def _median_invoke_ms(interpreter, runs: int) -> float:
 def profile(path: str | os.PathLike, threads: int = 2, runs: int = 50, provider: str = "xnnpack",
             progress=None) -> dict:
     """Per-op timings of a .tflite file and the whole model's time, measured in one pass."""
-    from ..runtime.litert import _native_stderr
+    from ..runtime.litert import _native_stderr, op_list
 
     flatbuffer = open(path, "rb").read()
     noise: list[str] = []
     with _native_stderr(noise):
         whole = _interpreter(flatbuffer, threads, provider)
-        partitions = sum(op["op_name"] == "DELEGATE" for op in whole._get_ops_details())  # noqa: SLF001
+        partitions = sum(op["op_name"] == "DELEGATE" for op in op_list(whole))
         whole_ms = _median_invoke_ms(whole, runs)
         ops: list[OpTiming] = []
         overhead = None
@@ -161,7 +150,7 @@ def profile(path: str | os.PathLike, threads: int = 2, runs: int = 50, provider:
                 ops.append(OpTiming(index, op_type, name, kind, False, float("nan")))
                 noise.append(f"op {index} {op_type}: {exc}")
                 continue
-            delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())  # noqa: SLF001
+            delegated = any(op["op_name"] == "DELEGATE" for op in op_list(interpreter))
             if overhead is None:
                 overhead = _invoke_overhead(threads, provider, content)
             ms = max(0.0, _median_invoke_ms(interpreter, runs) - overhead)
