@@ -16,7 +16,7 @@ MODEL ?= models/fmnist-vit.keras
 ARTIFACTS ?= out
 STEM ?= $(basename $(notdir $(MODEL)))
 
-.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup pi-check bench-int8 mediapipe
+.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup bench-photo pi-check bench-int8 mediapipe
 
 install: $(STAMP)
 
@@ -95,6 +95,10 @@ bench-int8: install
 # Wall time of `vitedge predict` on one image next to a bare `python -c "import numpy"`.
 bench-startup: install
 	$(BIN)/python scripts/bench_startup.py --model $(ARTIFACTS)/$(STEM)_int8.tflite
+
+# `vitedge predict` on a generated 12 MP EXIF-rotated JPEG next to a small PNG: wall time and peak memory.
+bench-photo: install
+	$(BIN)/python scripts/bench_photo.py --model $(ARTIFACTS)/$(STEM)_int8.tflite
 
 # The core install on an emulated Raspberry Pi (arm64): same top-1 labels as x86 on the
 # artifacts in $(ARTIFACTS)/ (needs root and ../shared/tools/pi-emulate; not part of make test).
