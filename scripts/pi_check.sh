@@ -4,8 +4,9 @@
 #   make pi-check                      # or: bash scripts/pi_check.sh [ARTIFACT...]
 #
 # 1. takes artifacts exported on this x86 machine (default: out/*.tflite out/*.onnx);
-# 2. writes test images (the first $PI_IMAGES Fashion-MNIST test images when Debian's
-#    dataset-fashion-mnist is installed, else synthetic patterns);
+# 2. writes test images (the first $PI_IMAGES Fashion-MNIST test images when the IDX files are
+#    on disk: Debian's dataset-fashion-mnist or `vitedge data fashion-mnist --download-only`,
+#    else synthetic patterns);
 # 3. runs `vitedge predict --json` on x86;
 # 4. in the emulated Pi (../shared/tools/pi-emulate, needs root): installs the core package,
 #    no extras, from a copy of this repository into a fresh venv, checks that TensorFlow is
@@ -56,8 +57,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 out, n = Path(sys.argv[1]), int(sys.argv[2])
-idx = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-if idx.exists():
+from vitedge.data.fmnist_files import find_local  # Debian's files or the user cache
+folder = find_local(("test",))
+idx = folder / "t10k-images-idx3-ubyte.gz" if folder else None
+if idx is not None:
     raw = gzip.decompress(idx.read_bytes())
     images = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n]
     source = "Fashion-MNIST test images"
@@ -65,7 +68,7 @@ else:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:28, 0:28]
     images = [np.uint8((np.sin(xx / (2 + i % 5)) * np.cos(yy / (3 + i % 7)) + 1) * 127) for i in range(n)]
-    source = "synthetic patterns (install dataset-fashion-mnist for real images)"
+    source = "synthetic patterns (vitedge data fashion-mnist --download-only gives real images)"
 for i, img in enumerate(images):
     Image.fromarray(img).save(out / f"img{i:03d}.png")
 print(f"[pi-check] {len(images)} {source}", file=sys.stderr)

@@ -211,7 +211,7 @@ def test_models_readme_states_at_least_90_percent_on_the_full_test_split():
     assert float(m.group(1)) >= 90.0
 
 
-@pytest.mark.skipif(not (fm.DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").is_file(), reason="dataset-fashion-mnist missing")
+@pytest.mark.skipif(fm.find_local(("test",)) is None, reason="Fashion-MNIST not on disk (vitedge data fashion-mnist --download-only)")
 def test_shipped_default_model_reaches_its_stated_accuracy(tmp_path):
     """models/fmnist-vit.keras on the first 500 Fashion-MNIST test images, through PNG files."""
     from vitedge.modelfile import load_model
