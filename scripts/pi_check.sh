@@ -78,7 +78,7 @@ EOF
 say "x86: vitedge predict on ${#ARTIFACTS[@]} artifact(s)"
 for a in "$WORK"/stage/artifacts/*; do
   name=$(basename "$a")
-  (cd "$WORK/stage" && "$REPO/.venv/bin/vitedge" predict images --model "artifacts/$name" --json --top-k 2 --threads 1) \
+  (cd "$WORK/stage" && "$PY" -m vitedge predict images --model "artifacts/$name" --json --top-k 2 --threads 1) \
     > "$WORK/host/$name.jsonl" || die "x86 predict failed on $name"
 done
 
@@ -99,8 +99,12 @@ echo "[pi] pip install /tmp/vitedge-pi-src (core, no extras)" >&2
 "$VE/bin/vitedge" --version >&2
 if "$VE/bin/python" -c 'import tensorflow' 2>/dev/null; then echo "[pi] ERROR: TensorFlow is importable" >&2; exit 1; fi
 echo "[pi] TensorFlow: not installed (as it should be)" >&2
+echo "[pi] vitedge doctor" >&2
+"$VE/bin/vitedge" doctor >&2
+"$VE/bin/vitedge" doctor --json "$(ls artifacts/* | head -n 1)" > /tmp/vitedge-pi-doctor.json
 "$VE/bin/python" -c 'import platform, onnxruntime, PIL; from importlib.metadata import version; print("[pi]", platform.machine(), "python", platform.python_version(), "onnxruntime", onnxruntime.__version__, "ai-edge-litert", version("ai-edge-litert"), "pillow", PIL.__version__)' >&2
 cd /project
+cp /tmp/vitedge-pi-doctor.json pi/doctor.json
 status=0
 for a in artifacts/*; do
   name=$(basename "$a")
@@ -158,6 +162,21 @@ if bench.exists():
     bad |= bool(failed)
 elif (pi_dir / "NO_BENCH").exists():
     print("pi bench: not available (predict only)")
+doctor = pi_dir / "doctor.json"
+if doctor.exists():  # what `vitedge doctor` saw on the emulated Pi
+    rep = json.loads(doctor.read_text())
+    names = [r["name"] for r in rep["runtimes"]]
+    art = rep.get("artifact", {})
+    ok = (rep["cpu"]["arch"] == "arm64" and "ai_edge_litert" in names and "onnxruntime" in names
+          and not rep["tensorflow_imported"] and art.get("loads"))
+    print(f"pi doctor: {rep['cpu']['model']}, {rep['cpu']['usable_cores']} usable cores, flags "
+          f"{[f for f, on in rep['cpu']['flags'].items() if on]}, runtimes {names}, "
+          f"artifact {art.get('file')} loads={art.get('loads')} int8 suggestion "
+          f"{art.get('suggested', {}).get('recipe')}: {'ok' if ok else 'WRONG'}")
+    bad |= not ok
+else:
+    print("pi doctor: no report")
+    bad = True
 print("pi-check:", "FAILED" if bad else "OK (same top-1 labels on arm64 and x86)")
 sys.exit(1 if bad else 0)
 EOF
