@@ -3,7 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two layers in one venv: `make demo` needs core + export + plot; `make test` adds the dev tools.
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 # MediaPipe Tasks in a venv of its own (its protobuf pin conflicts with TensorFlow's): the test
 # that loads exported .tflite files with MediaPipe's ImageClassifier runs its script there.
 MEDIAPIPE_VENV ?= .venv-mediapipe
@@ -16,15 +18,22 @@ MODEL ?= models/fmnist-vit.keras
 ARTIFACTS ?= out
 STEM ?= $(basename $(notdir $(MODEL)))
 
-.PHONY: install test test-all lint demo fmnist-deb data model clean bench bench-startup pi-check bench-int8 mediapipe
+.PHONY: install install-dev test test-all lint demo fmnist fmnist-deb data model clean bench bench-startup bench-photo pi-check bench-int8 mediapipe
 
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[export,dev]"
+	$(BIN)/pip install --quiet -e ".[export,plot]"
 	@touch $(STAMP)
+
+# After $(STAMP), so a changed pyproject.toml re-installs both layers in order.
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[export,plot,dev]"
+	@touch $(DEV_STAMP)
 
 mediapipe: $(MEDIAPIPE_STAMP)
 
@@ -33,7 +42,12 @@ $(MEDIAPIPE_STAMP):
 	$(MEDIAPIPE_VENV)/bin/pip install --quiet "mediapipe>=0.10.14" numpy
 	@touch $(MEDIAPIPE_STAMP)
 
-# Debian's real Fashion-MNIST files (IDX); installs the package when it is missing.
+# Fashion-MNIST's four IDX files, checked against vitedge's recorded checksums: Debian's package
+# when installed, else downloaded once into the user cache (~/.cache/vitedge; no root needed).
+fmnist: $(STAMP)
+	$(BIN)/vitedge data fashion-mnist --download-only
+
+# Optional shortcut on Debian (needs root): the same files from Debian's package.
 fmnist-deb:
 	@test -f $(FMNIST_DEB) || { \
 	  echo "installing Debian package dataset-fashion-mnist"; \
@@ -41,7 +55,7 @@ fmnist-deb:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; }
 
 # Fashion-MNIST as an ImageFolder tree (PNG files): $(DATA)/train and $(DATA)/test.
-data: install fmnist-deb
+data: install
 	@test -d $(DATA)/test || $(BIN)/vitedge data fashion-mnist --out $(DATA)
 
 # Retrain the shipped default model exactly as models/README.md says (about 76 minutes on 2 cores):
@@ -55,18 +69,18 @@ model: data
 	$(BIN)/vitedge train --data $(DATA)/train --init $(STAGES)2.keras --epochs 4 --lr 2e-4 --val-split 0 \
 	  --augment flip-shift --test-data $(DATA)/test -o $(MODEL) --force
 
-test: install fmnist-deb $(MEDIAPIPE_STAMP)
+test: install-dev fmnist $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install fmnist-deb $(MEDIAPIPE_STAMP)
+test-all: install-dev fmnist $(MEDIAPIPE_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Only the tests marked slow (docs/testing.md): the checks too long for make test's 10 minutes.
 .PHONY: test-slow
-test-slow: install fmnist-deb
+test-slow: install-dev fmnist
 	$(BIN)/python -m pytest -q -m slow
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check vitedge tests
 
 # The main job on the shipped defaults: export the default model to every format and precision
@@ -101,9 +115,13 @@ bench-int8: install
 bench-startup: install
 	$(BIN)/python scripts/bench_startup.py --model $(ARTIFACTS)/$(STEM)_int8.tflite
 
+# `vitedge predict` on a generated 12 MP EXIF-rotated JPEG next to a small PNG: wall time and peak memory.
+bench-photo: install
+	$(BIN)/python scripts/bench_photo.py --model $(ARTIFACTS)/$(STEM)_int8.tflite
+
 # The core install on an emulated Raspberry Pi (arm64): same top-1 labels as x86 on the
 # artifacts in $(ARTIFACTS)/ (needs root and ../shared/tools/pi-emulate; not part of make test).
-pi-check: install fmnist-deb
+pi-check: install fmnist
 	bash scripts/pi_check.sh $(wildcard $(ARTIFACTS)/*.tflite) $(wildcard $(ARTIFACTS)/*.onnx) $(wildcard $(ARTIFACTS)/*.ort)
 
 clean:

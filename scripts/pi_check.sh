@@ -4,8 +4,9 @@
 #   make pi-check                      # or: bash scripts/pi_check.sh [ARTIFACT...]
 #
 # 1. takes artifacts exported on this x86 machine (default: out/*.tflite out/*.onnx);
-# 2. writes test images (the first $PI_IMAGES Fashion-MNIST test images when Debian's
-#    dataset-fashion-mnist is installed, else synthetic patterns);
+# 2. writes test images (the first $PI_IMAGES Fashion-MNIST test images when the IDX files are
+#    on disk: Debian's dataset-fashion-mnist or `vitedge data fashion-mnist --download-only`,
+#    else synthetic patterns);
 # 3. runs `vitedge predict --json` on x86;
 # 4. in the emulated Pi (../shared/tools/pi-emulate, needs root): installs the core package,
 #    no extras, from a copy of this repository into a fresh venv, checks that TensorFlow is
@@ -56,8 +57,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 out, n = Path(sys.argv[1]), int(sys.argv[2])
-idx = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-if idx.exists():
+from vitedge.data.fmnist_files import find_local  # Debian's files or the user cache
+folder = find_local(("test",))
+idx = folder / "t10k-images-idx3-ubyte.gz" if folder else None
+if idx is not None:
     raw = gzip.decompress(idx.read_bytes())
     images = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n]
     source = "Fashion-MNIST test images"
@@ -65,7 +68,7 @@ else:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:28, 0:28]
     images = [np.uint8((np.sin(xx / (2 + i % 5)) * np.cos(yy / (3 + i % 7)) + 1) * 127) for i in range(n)]
-    source = "synthetic patterns (install dataset-fashion-mnist for real images)"
+    source = "synthetic patterns (vitedge data fashion-mnist --download-only gives real images)"
 for i, img in enumerate(images):
     Image.fromarray(img).save(out / f"img{i:03d}.png")
 print(f"[pi-check] {len(images)} {source}", file=sys.stderr)
@@ -75,7 +78,7 @@ EOF
 say "x86: vitedge predict on ${#ARTIFACTS[@]} artifact(s)"
 for a in "$WORK"/stage/artifacts/*; do
   name=$(basename "$a")
-  (cd "$WORK/stage" && "$REPO/.venv/bin/vitedge" predict images --model "artifacts/$name" --json --top-k 2 --threads 1) \
+  (cd "$WORK/stage" && "$PY" -m vitedge predict images --model "artifacts/$name" --json --top-k 2 --threads 1) \
     > "$WORK/host/$name.jsonl" || die "x86 predict failed on $name"
 done
 
@@ -96,8 +99,12 @@ echo "[pi] pip install /tmp/vitedge-pi-src (core, no extras)" >&2
 "$VE/bin/vitedge" --version >&2
 if "$VE/bin/python" -c 'import tensorflow' 2>/dev/null; then echo "[pi] ERROR: TensorFlow is importable" >&2; exit 1; fi
 echo "[pi] TensorFlow: not installed (as it should be)" >&2
+echo "[pi] vitedge doctor" >&2
+"$VE/bin/vitedge" doctor >&2
+"$VE/bin/vitedge" doctor --json "$(ls artifacts/* | head -n 1)" > /tmp/vitedge-pi-doctor.json
 "$VE/bin/python" -c 'import platform, onnxruntime, PIL; from importlib.metadata import version; print("[pi]", platform.machine(), "python", platform.python_version(), "onnxruntime", onnxruntime.__version__, "ai-edge-litert", version("ai-edge-litert"), "pillow", PIL.__version__)' >&2
 cd /project
+cp /tmp/vitedge-pi-doctor.json pi/doctor.json
 status=0
 for a in artifacts/*; do
   name=$(basename "$a")
@@ -155,6 +162,21 @@ if bench.exists():
     bad |= bool(failed)
 elif (pi_dir / "NO_BENCH").exists():
     print("pi bench: not available (predict only)")
+doctor = pi_dir / "doctor.json"
+if doctor.exists():  # what `vitedge doctor` saw on the emulated Pi
+    rep = json.loads(doctor.read_text())
+    names = [r["name"] for r in rep["runtimes"]]
+    art = rep.get("artifact", {})
+    ok = (rep["cpu"]["arch"] == "arm64" and "ai_edge_litert" in names and "onnxruntime" in names
+          and not rep["tensorflow_imported"] and art.get("loads"))
+    print(f"pi doctor: {rep['cpu']['model']}, {rep['cpu']['usable_cores']} usable cores, flags "
+          f"{[f for f, on in rep['cpu']['flags'].items() if on]}, runtimes {names}, "
+          f"artifact {art.get('file')} loads={art.get('loads')} int8 suggestion "
+          f"{art.get('suggested', {}).get('recipe')}: {'ok' if ok else 'WRONG'}")
+    bad |= not ok
+else:
+    print("pi doctor: no report")
+    bad = True
 print("pi-check:", "FAILED" if bad else "OK (same top-1 labels on arm64 and x86)")
 sys.exit(1 if bad else 0)
 EOF

@@ -17,8 +17,8 @@ from vitedge.errors import VitedgeError
 from vitedge.fileio import atomic_directory
 
 needs_fmnist = pytest.mark.skipif(
-    not (fm.DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(),
-    reason=f"Debian package {fm.DEBIAN_PACKAGE} not installed (make test installs it)",
+    fm.find_local() is None,
+    reason="Fashion-MNIST not on disk (make test fetches it: vitedge data fashion-mnist --download-only)",
 )
 
 

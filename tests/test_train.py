@@ -208,11 +208,11 @@ def _stated_subset_accuracy() -> float:
     return _stated_accuracy(r"first 500 test images:\s*\**([\d.]+)\s*%", "the first 500 test images")
 
 
-HAS_FMNIST = (fm.DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").is_file()
+HAS_FMNIST = fm.find_local(("test",)) is not None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_FMNIST, reason="dataset-fashion-mnist missing")
+@pytest.mark.skipif(not HAS_FMNIST, reason="Fashion-MNIST not on disk (vitedge data fashion-mnist --download-only)")
 def test_shipped_default_model_reaches_90_percent_on_the_full_test_split(tmp_path):
     """Measured, not read: all 10,000 test images through PNG files (about a minute on 2 cores)."""
     from vitedge.modelfile import load_model
@@ -227,7 +227,7 @@ def test_shipped_default_model_reaches_90_percent_on_the_full_test_split(tmp_pat
     assert abs(result["top1"] - stated) <= 0.0001, (result, stated)  # at most 1 image differs
 
 
-@pytest.mark.skipif(not HAS_FMNIST, reason="dataset-fashion-mnist missing")
+@pytest.mark.skipif(not HAS_FMNIST, reason="Fashion-MNIST not on disk (vitedge data fashion-mnist --download-only)")
 def test_shipped_default_model_reaches_its_stated_accuracy(tmp_path):
     """models/fmnist-vit.keras on the first 500 Fashion-MNIST test images, through PNG files."""
     from vitedge.modelfile import load_model

@@ -27,6 +27,7 @@ COMMANDS = {
     "predict": "predict",
     "bench": "bench",
     "profile": "profile",
+    "doctor": "doctor",
 }
 
 

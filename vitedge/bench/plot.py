@@ -1,19 +1,28 @@
-"""`--plot`: accuracy (or agreement) against p50 latency, one labelled point per artifact.
+"""`--plot`: accuracy (or agreement) against p50 latency, one numbered point per artifact.
 
-The Pareto front (no other artifact is both faster and more accurate) is joined by a line:
-the artifacts worth choosing between. matplotlib is optional (the `plot` extra).
+Marker shape shows the format (TFLite, ONNX, ORT), colour the precision. Each point carries a
+short number; the numbered legend beside the axes gives the artifact names, so long names never
+crowd the chart. Numbers are placed by trying positions around their point and taking the first
+whose box overlaps no other number and no marker (measured with matplotlib's own text extents).
+The Pareto front (no other artifact is both faster and more accurate) is the red staircase;
+its members are ringed and starred in the legend. matplotlib is optional (the `plot` extra).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 
 from ..errors import VitedgeError
 from .stats import pareto_front
 
 NEEDS_MATPLOTLIB = "--plot needs matplotlib: pip install 'vitedge[plot]'"
+MARKERS = {"tflite": "o", "onnx": "s", "ort": "^"}
+COLOURS = {"fp32": "tab:blue", "fp16": "tab:green", "dynamic": "tab:orange", "int8": "tab:purple",
+           "int16x8": "tab:brown"}
+# Label positions tried around a point, in points: nearest ring first, then wider rings.
+_DIRECTIONS = [(1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (-1, 1), (-1, -1), (1, -1)]
+_RADII = (10, 16, 23, 31, 40)
 
 
 def check_matplotlib() -> None:
@@ -21,64 +30,114 @@ def check_matplotlib() -> None:
         raise VitedgeError(NEEDS_MATPLOTLIB)
 
 
-def plot_points(report: dict) -> tuple[str, list[tuple[str, float, float]]]:
-    """(y-axis name, [(artifact, p50 ms, y)]) of the rows that have both figures."""
+def plot_points(report: dict) -> tuple[str, list[dict]]:
+    """(y-axis name, [{artifact, format, precision, x: p50 ms, y}]) of rows with both figures."""
     rows = [r for r in report["rows"] if r["status"] == "ok" and r["p50_ms"] is not None]
     key, name = ("top1", "top-1 accuracy (%)") if any(r["top1"] is not None for r in rows) else \
         ("agreement_top1", "top-1 agreement with the reference (%)")
-    return name, [(r["artifact"], r["p50_ms"], r[key]) for r in rows if r[key] is not None]
+    return name, [{"artifact": r["artifact"], "format": r.get("format") or Path(r["artifact"]).suffix.lstrip("."),
+                   "precision": r.get("precision") or "?", "x": r["p50_ms"], "y": r[key]}
+                  for r in rows if r[key] is not None]
 
 
-def _label_offsets(xs: list[float], ys: list[float]) -> list[int]:
-    """Vertical label offsets (points) so that labels of near-identical points do not overprint.
+def _overlaps(a, b, pad: float = 1.0) -> bool:
+    return not (a.x1 + pad <= b.x0 or b.x1 + pad <= a.x0 or a.y1 + pad <= b.y0 or b.y1 + pad <= a.y0)
 
-    `xs` as drawn (log10 for a log axis). A point close to earlier ones takes the next slot of
-    a small cycle above and below it.
+
+def place_labels(ax, texts, anchors, ringed=()) -> None:
+    """Move each number label to the first spot around its point that collides with nothing.
+
+    `texts` are annotations (offset in points); `anchors` the points' display coordinates.
+    Obstacles: labels already placed and every marker (a square of the marker's size; larger
+    for the `ringed` indices, the Pareto front's).
     """
-    span_x = (max(xs) - min(xs)) or 1.0
-    span_y = (max(ys) - min(ys)) or 1.0
-    slots = (4, -12, 14, -22)
-    offsets = [slots[0]] * len(xs)
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    for k, i in enumerate(order):  # a label is ~20% of the axis wide: look that far to the left
-        near = sum(1 for j in order[:k] if xs[i] - xs[j] < 0.2 * span_x and abs(ys[i] - ys[j]) < 0.04 * span_y)
-        offsets[i] = slots[near % len(slots)]
-    return offsets
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    scale = fig.dpi / 72.0
+    taken = []
+    for i, (x, y) in enumerate(anchors):
+        half = (8.5 if i in ringed else 5.5) * scale  # half the marker's (or its ring's) width, pixels
+        taken.append(Bbox([[x - half, y - half], [x + half, y + half]]))
+    for text in texts:
+        best = None  # (overlaps, box, offset, alignment) of the least crowded spot tried
+        for radius in _RADII:
+            for dx, dy in _DIRECTIONS:
+                align = ("left" if dx > 0 else "right" if dx < 0 else "center",
+                         "bottom" if dy > 0 else "top" if dy < 0 else "center")
+                text.xyann = (dx * radius, dy * radius)
+                text.set_ha(align[0])
+                text.set_va(align[1])
+                box = text.get_window_extent(renderer)
+                hits = sum(_overlaps(box, t) for t in taken)
+                if best is None or hits < best[0]:
+                    best = (hits, box, text.xyann, align)
+                if hits == 0:
+                    break
+            if best[0] == 0:
+                break
+        _, box, text.xyann, (ha, va) = best
+        text.set_ha(ha)
+        text.set_va(va)
+        taken.append(box)
 
 
-def write_plot(report: dict, path: Path) -> int:
-    """Draw the chart into `path` (PNG); returns the number of points."""
-    check_matplotlib()
+def build_figure(report: dict):
+    """(figure, number labels) of the chart; the caller saves and closes the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     ylabel, points = plot_points(report)
     if not points:
         raise VitedgeError("--plot: no artifact has both a latency and an accuracy or agreement figure")
-    front = pareto_front([(x, y) for _, x, y in points])
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
-    ax.scatter(xs, ys, s=36, color="tab:blue", zorder=3, label="artifact")
-    # The front as a staircase: from each choice, the next one is slower but more accurate.
-    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red", zorder=2)
-    ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=130, facecolors="none", edgecolors="tab:red",
-               zorder=4, label="Pareto front")
-    log_x = max(xs) / max(min(xs), 1e-9) > 20
-    if log_x:
+    xs, ys = [p["x"] for p in points], [p["y"] for p in points]
+    front = pareto_front(list(zip(xs, ys, strict=True)))
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
+    fig.subplots_adjust(left=0.08, right=0.62, top=0.9, bottom=0.11)
+    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red", lw=1.2, zorder=2)
+    ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=220, facecolors="none", edgecolors="tab:red",
+               lw=1.2, zorder=4)
+    for p in points:
+        ax.scatter([p["x"]], [p["y"]], s=46, marker=MARKERS.get(p["format"], "D"),
+                   color=COLOURS.get(p["precision"], "tab:gray"), edgecolors="black", linewidths=0.5, zorder=3)
+    if max(xs) / max(min(xs), 1e-9) > 20:
         ax.set_xscale("log")
-    drawn_x = [math.log10(max(x, 1e-9)) for x in xs] if log_x else xs
-    for name, x, y, dy in zip([p[0] for p in points], xs, ys, _label_offsets(drawn_x, ys), strict=True):
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, dy), fontsize=8)
     s, m = report["settings"], report["machine"]
     ax.set_xlabel(f"p50 latency, ms per batch of {s['batch']} ({s['threads']} threads)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"vitedge bench on {m['cpu']}", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.margins(x=0.12, y=0.15)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    ax.margins(x=0.15, y=0.2)
+    labels = [ax.annotate(str(i), (p["x"], p["y"]), textcoords="offset points", xytext=(7, 0), fontsize=8,
+                          fontweight="bold", zorder=5) for i, p in enumerate(points, 1)]
+    fig.canvas.draw()  # fixes the axis limits, so display positions are final
+    anchors = [ax.transData.transform((p["x"], p["y"])) for p in points]
+    place_labels(ax, labels, anchors, ringed=set(front))
+    # Legends: marker shape = format, colour = precision; then the numbered artifact list.
+    kinds = [Line2D([], [], ls="", marker=MARKERS.get(f, "D"), color="gray", label=f)
+             for f in dict.fromkeys(p["format"] for p in points)]
+    kinds += [Line2D([], [], ls="", marker="o", color=COLOURS.get(c, "tab:gray"), label=c)
+              for c in dict.fromkeys(p["precision"] for p in points)]
+    kinds.append(Line2D([], [], color="tab:red", marker="o", mfc="none", label="Pareto front"))
+    legend = ax.legend(handles=kinds, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="format / precision",
+              title_fontsize=8, frameon=False)
+    names = "\n".join(f"{i:>2}{'*' if i - 1 in front else ' '} {p['artifact']}" for i, p in enumerate(points, 1))
+    fig.canvas.draw()
+    below = legend.get_window_extent().y0 / fig.bbox.height - 0.04
+    fig.text(0.645, below, names + "\n\n* on the Pareto front", fontsize=8, family="monospace", va="top")
+    return fig, labels
+
+
+def write_plot(report: dict, path: Path) -> int:
+    """Draw the chart into `path` (PNG); returns the number of points."""
+    check_matplotlib()
+    import matplotlib.pyplot as plt
+
+    fig, labels = build_figure(report)
     fig.savefig(path, format="png")
     plt.close(fig)
-    return len(points)
+    return len(labels)

@@ -70,7 +70,7 @@ def build_report(result: dict, settings, data_dir: str | None) -> dict:
     data = result["data"]
     return {
         "format": "vitedge-bench", "vitedge_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "settings": {"threads": settings.threads, "batch": settings.batch, "warmup": settings.warmup,
                      "runs": settings.runs, "min_time_s": settings.min_time, "rounds": settings.rounds,

@@ -1,6 +1,7 @@
-"""Fashion-MNIST (Zalando Research, MIT licence) from Debian's package, as an ImageFolder tree.
+"""Fashion-MNIST (Zalando Research, MIT licence) as an ImageFolder tree.
 
-Debian's `dataset-fashion-mnist` installs the four original IDX files; `write_image_folder`
+The four IDX files come from Debian's `dataset-fashion-mnist` or a verified download
+(fmnist_files.py); `write_image_folder`
 turns them into DIR/train/<class>/train-00000.png ... and DIR/test/<class>/test-00000.png,
 the number being the image's index in its IDX file (names are deterministic and traceable).
 """
@@ -16,11 +17,11 @@ from PIL import Image
 
 from ..errors import VitedgeError
 from ..fileio import atomic_directory
+from .fmnist_files import DEBIAN_DIR, find_local
 from .idx import read_images_and_labels
 
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
-INSTALL_HINT = f"sudo apt-get install {DEBIAN_PACKAGE}"
+INSTALL_HINT = f"vitedge data fashion-mnist --download-only, or on Debian: sudo apt-get install {DEBIAN_PACKAGE}"
 
 # Label index -> class name, in the data set's own order (its README's table).
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -36,22 +37,24 @@ def folder_name(class_name: str) -> str:
 FOLDER_NAMES = tuple(folder_name(c) for c in CLASS_NAMES)
 
 
-def split_files(split: str, source: str | os.PathLike = DEBIAN_DIR) -> tuple[Path, Path]:
-    """The (images, labels) IDX files of a split; gzip or raw, whichever is there."""
+def split_files(split: str, source: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """The (images, labels) IDX files of a split; gzip or raw, whichever is there.
+
+    No `source`: Debian's folder or the user cache, whichever has the files.
+    """
     prefix, _ = SPLITS[split]
-    source = Path(source)
+    source = Path(source) if source is not None else (find_local((split,)) or DEBIAN_DIR)
     found = []
     for kind in ("images-idx3", "labels-idx1"):
         candidates = [source / f"{prefix}-{kind}-ubyte{ext}" for ext in (".gz", "")]
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
-            raise VitedgeError(f"Fashion-MNIST file {candidates[0]} not found (Debian's package {DEBIAN_PACKAGE} "
-                               f"installs it in {DEBIAN_DIR}: {INSTALL_HINT})")
+            raise VitedgeError(f"Fashion-MNIST file {candidates[0]} not found ({INSTALL_HINT})")
         found.append(path)
     return found[0], found[1]
 
 
-def load_split(split: str, source: str | os.PathLike = DEBIAN_DIR, check_size: bool = True):
+def load_split(split: str, source: str | os.PathLike | None = None, check_size: bool = True):
     """(images uint8 (N, 28, 28), labels uint8 (N,)) of "train" or "test"."""
     images_path, labels_path = split_files(split, source)
     images, labels = read_images_and_labels(images_path, labels_path, num_classes=len(CLASS_NAMES))
@@ -77,7 +80,7 @@ def select(labels: np.ndarray, limit: int | None = None, per_class: int | None =
 
 def write_image_folder(
     out: str | os.PathLike,
-    source: str | os.PathLike = DEBIAN_DIR,
+    source: str | os.PathLike | None = None,
     force: bool = False,
     limit: int | None = None,
     per_class: int | None = None,

@@ -23,7 +23,7 @@ def artifact_metadata(*, model_format: str, precision: str, recipe: dict, spec: 
         "schema": SCHEMA,
         "format": "vitedge-artifact",
         "vitedge_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "model_format": model_format,
         "precision": precision,
         "recipe": recipe,
