@@ -98,7 +98,7 @@ class OpenVinoConverter(Converter):
         model = self._fp32_model(scores)
         recipe = {"converter": f"openvino {openvino_version()} convert_model",
                   "source": {"onnx": self._onnx_recipe.get("converter"), "opset": self._onnx_recipe.get("opset"),
-                             "graph": "vitedge.quant.onnx_graph.simplify (the ONNX format's fp32 graph)"},
+                             "graph": "vitedge.export.onnx_graph.simplify (the ONNX format's fp32 graph)"},
                   "weights": "fp32 (compress_to_fp16=False)", "batch": None, "device": "CPU"}
         if scores == "probabilities":
             recipe["softmax"] = {"op": "Softmax(axis=-1)", "output": PROBABILITIES_NAME}
