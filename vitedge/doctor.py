@@ -12,7 +12,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
+from . import __version__, formats
 from .errors import VitedgeError
 from .quant import recipes
 
@@ -185,7 +185,7 @@ def _onnxruntime() -> dict:
 # --------------------------------------------------------------------------- recipes ----
 def recommend(fmt: str, cpu: dict) -> dict:
     """The int8 recipe for `fmt` (tflite, onnx, ort) on this CPU, and why."""
-    fmt = "onnx" if fmt == "ort" else fmt
+    fmt = formats.get(fmt).int8_recipes or fmt  # .ort files are made from the ONNX family's files
     target = cpu["arch"] if cpu["arch"] in recipes.TARGETS else "x86"
     flags = cpu["flags"]
     name = recipes.DEFAULTS[target][fmt]
@@ -219,11 +219,10 @@ def _export_command(fmt: str, name: str, target: str) -> str:
 
 def artifact_fit(path: str | os.PathLike, cpu: dict, threads: int | None = None) -> dict:
     """The artifact's precision and recipe, the one suggested here, and a real load in its runtime."""
-    from .artifact import artifact_format, read_metadata
     from .runtime import load_runtime
 
-    fmt = artifact_format(path)
-    meta = read_metadata(path) or {}
+    fmt = formats.for_path(path).name
+    meta = formats.read_metadata(path) or {}
     recipe = meta.get("recipe") or {}
     out = {"file": str(path), "format": fmt, "precision": meta.get("precision"),
            "recipe": recipe.get("recipe"), "exported_for": recipe.get("target"),
@@ -255,7 +254,7 @@ def report(model: str | os.PathLike | None = None, threads: int | None = None) -
         "cpu": cpu,
         "memory": memory_info(),
         "runtimes": runtimes_info(),
-        "int8_recipes": {fmt: recommend(fmt, cpu) for fmt in ("tflite", "onnx")},
+        "int8_recipes": {fmt: recommend(fmt, cpu) for fmt in recipes.families()},
     }
     if model is not None:
         out["artifact"] = artifact_fit(model, cpu, threads)
