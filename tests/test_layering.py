@@ -102,8 +102,8 @@ def test_format_registry_loads_without_runtimes_converters_or_tensorflow():
     code = ("import sys; from vitedge import formats; "
             "names = [f.name for f in formats.all_formats()]; "
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'onnx', 'onnxruntime', "
-            "'ai_edge_litert', 'tf2onnx') or m.startswith(('vitedge.runtime', 'vitedge.export', 'vitedge.quant'))); "
+            "'ai_edge_litert', 'tf2onnx', 'openvino', 'nncf') or m.startswith(('vitedge.runtime', 'vitedge.export', 'vitedge.quant'))); "
             "print(names, heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=PACKAGE.parent).stdout.strip()
-    assert out == "['tflite', 'onnx', 'ort'] []", out
+    assert out == "['tflite', 'onnx', 'ort', 'openvino'] []", out

@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "vitedge.formats.tflite",
     "vitedge.formats.onnx",
     "vitedge.formats.ort",
+    "vitedge.formats.openvino",  # optional extra: vitedge[openvino]
 )
 ENTRY_POINT_GROUP = "vitedge.formats"
 
