@@ -17,6 +17,7 @@ DEFAULT_CALIB = Path("calibration")
 PRECISION_CHOICES = ", ".join(dict.fromkeys(p for f in all_formats() for p in f.precisions))
 FORMAT_NAMES = "|".join(f.name for f in all_formats())
 FORMAT_PRECISIONS = "; ".join(f"{f.name}: {', '.join(f.precisions)}" for f in all_formats())
+IN_ALL = ", ".join(f.name for f in all_formats() if f.in_all)
 
 
 def _warn(message: str) -> None:
@@ -48,7 +49,8 @@ def render_results(results) -> str:
               help="Export a named variant with random weights instead (for speed/size checks).")
 @click.option("--format", "-f", "fmt", default="tflite", show_default=True, metavar=f"{FORMAT_NAMES}|all",
               help="Artifact format(s); a comma list also works. ort: ONNX Runtime Mobile, with its "
-                   f"required-operators config. all: every format, each with the precisions it has ({FORMAT_PRECISIONS}).")
+                   f"required-operators config. all: {IN_ALL}, each with the precisions it has. "
+                   f"Precisions per format: {FORMAT_PRECISIONS}.")
 @click.option("--precision", "-p", default=None, metavar="LIST",
               help=f"Comma list of {PRECISION_CHOICES}, or all (each format's own: see --format). Default: fp32.")
 @click.option("--int8", "int8", is_flag=False, flag_value="default", default=None, metavar="[RECIPE|auto]",
