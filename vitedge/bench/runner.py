@@ -451,13 +451,23 @@ def score_kind(row: Row) -> str:
     return kind
 
 
+def _deployed_bytes(row: Row) -> int | None:
+    """The file plus the weights files beside it (OpenVINO's .bin); None for a Keras folder."""
+    if not row.path.is_file():
+        return None
+    try:
+        return formats.get(row.format).deployed_bytes(row.path)
+    except (KeyError, VitedgeError):  # keras rows have no artifact format
+        return row.path.stat().st_size
+
+
 def figures(row: Row, data: BenchData, settings: Settings) -> dict:
     """Everything about one row, flat (JSON and CSV alike)."""
     out = {
         "artifact": row.name, "path": str(row.path), "format": row.format,
         "runtime": row.measured.get("runtime") or runtime_of_format(row.format),
         "runtime_version": row.measured.get("runtime_version"), "precision": row.precision,
-        "size_bytes": row.path.stat().st_size if row.path.is_file() else None,
+        "size_bytes": _deployed_bytes(row),
         "input_shape": row.measured.get("input_shape"), "output_kind": row.measured.get("output_kind"),
         "images": len(data) if row.scores is not None else None, "correct": None, "top1": None, "top5": None,
         "reference": row.reference.name if row.reference is not None else None, "delta_top1": None,

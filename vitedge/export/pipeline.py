@@ -414,6 +414,8 @@ def run_export(options: ExportOptions) -> list[ExportResult]:
                                         size_bytes=tmp.stat().st_size, verification=figures,
                                         recipe=converted.recipe, seconds=round(time.perf_counter() - started, 2)))
         # Leaving the ExitStack renames every temporary file into place (all passed).
+    for result in results:  # the size a device ships: with weights files (OpenVINO's .bin)
+        result.size_bytes = format_registry.get(result.format).deployed_bytes(result.path)
     if missed:
         raise VitedgeError("; ".join(missed))
     return results

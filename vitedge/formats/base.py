@@ -164,6 +164,15 @@ class ArtifactFormat:
     def companion_paths(self, path: Path) -> list[Path]:
         return []
 
+    def weights_paths(self, path: Path) -> list[Path]:
+        """Files beside the artifact that hold part of the model and ship with it (OpenVINO's .bin)."""
+        return []
+
+    def deployed_bytes(self, path: str | os.PathLike) -> int:
+        """Bytes a device needs for this model: the file plus its weights files (not configs)."""
+        path = Path(path)
+        return path.stat().st_size + sum(p.stat().st_size for p in self.weights_paths(path) if p.is_file())
+
     def open_runtime(self, path: str | os.PathLike, threads: int | None = None,
                      provider: str | None = None) -> Any:  # a vitedge.runtime.Runtime
         if not self.runtime_backend:  # pragma: no cover - a plug-in without a backend

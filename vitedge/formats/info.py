@@ -16,7 +16,7 @@ def info_for_artifact(path: str | os.PathLike) -> dict:
     path = Path(path)
     meta = read_metadata(path)
     fmt = for_path(path)
-    out = {"file": str(path), "format": fmt.name, "size_bytes": path.stat().st_size}
+    out = {"file": str(path), "format": fmt.name, "size_bytes": fmt.deployed_bytes(path)}
     if meta is None:
         out["warning"] = "no vitedge metadata in this file (not exported by vitedge?)"
     else:

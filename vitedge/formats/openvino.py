@@ -138,6 +138,9 @@ class OpenVinoFormat(ArtifactFormat):
     def companion_paths(self, path: Path) -> list[Path]:
         return [weights_path(path)]
 
+    def weights_paths(self, path: Path) -> list[Path]:
+        return [weights_path(path)]
+
     def info_fields(self, path: Path, meta: dict | None) -> dict:
         """The .bin beside the .xml: its size, and whether it is the one exported with it (sha256)."""
         weights = weights_path(path)
