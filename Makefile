@@ -80,6 +80,17 @@ test-all: install-dev fmnist $(MEDIAPIPE_STAMP)
 test-slow: install-dev fmnist
 	$(BIN)/python -m pytest -q -m slow
 
+# The model, preprocessing, predict, OpenVINO and layering tests on another Python in its own
+# venv (docs/install.md): make test-python PY=python3.13
+PY ?= python3.13
+PY_VENV = .venv-$(notdir $(PY))
+.PHONY: test-python
+test-python: fmnist
+	@test -d $(PY_VENV) || $(PY) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet -e ".[export,plot,openvino]" "pytest>=8,<10" "pytest-timeout>=2.3"
+	$(PY_VENV)/bin/python -m pytest -q -m "not slow" tests/test_preprocess.py tests/test_predict.py \
+	  tests/test_vit_model.py tests/test_openvino.py tests/test_layering.py
+
 lint: install-dev
 	$(BIN)/ruff check vitedge tests
 
