@@ -9,16 +9,18 @@ import sys
 
 import click
 
+from .. import limits
+
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(), metavar="IMAGE_OR_DIR...")
 @click.option("--model", "-m", "model", type=click.Path(dir_okay=False), default=None,
               help="Exported artifact (.tflite, .onnx or .ort). Default: out/fmnist-vit_int8.tflite.")
-@click.option("--top-k", "-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--top-k", "-k", "k", type=click.IntRange(1, limits.MAX_TOP_K), default=5, show_default=True,
               help="Classes to show per image.")
-@click.option("--threads", "-t", type=click.IntRange(min=1), default=None,
+@click.option("--threads", "-t", type=click.IntRange(1, limits.MAX_THREADS), default=None,
               help="CPU threads for the runtime. Default: every core this process may use.")
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--batch", "-b", type=click.IntRange(1, limits.MAX_BATCH), default=1, show_default=True,
               help="Images per runtime call (a fixed-batch model runs them in chunks of its size).")
 @click.option("--provider", default=None, metavar="NAME",
               help="ONNX Runtime execution provider (cpu, cuda, ...), or for .tflite: "

@@ -6,12 +6,12 @@ neither the `onnx` package nor a second load of the file.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
 from ..artifact import METADATA_KEY
 from ..errors import VitedgeError
+from ..limits import load_metadata_json
 from .base import Runtime, first_line
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -90,15 +90,7 @@ class OnnxRuntime(Runtime):
 
     def _read_metadata(self) -> dict | None:
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is None:
-            return None
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            raise VitedgeError(f"{self.path}: its vitedge metadata is not valid JSON") from None
-        if not isinstance(meta, dict):
-            raise VitedgeError(f"{self.path}: its vitedge metadata is not a JSON object")
-        return meta
+        return None if raw is None else load_metadata_json(raw, str(self.path))
 
     @staticmethod
     def _shape(arg) -> tuple:
