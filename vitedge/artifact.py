@@ -37,7 +37,7 @@ import zlib
 from pathlib import Path
 
 from .errors import VitedgeError
-from .limits import MAX_METADATA_BYTES, load_metadata_json, read_zip_entry
+from .limits import load_metadata_json, read_zip_entry
 
 METADATA_KEY = "vitedge"  # ONNX metadata_props key
 METADATA_ENTRY = "vitedge.json"  # entry in the zip appended to TFLite files

@@ -5,7 +5,6 @@ import sys
 import click
 
 from .. import limits
-
 from ..errors import UsageError, VitedgeError
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 
 from .. import limits
-
 from ..calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED
 from ..errors import UsageError, VitedgeError
 from ..formats import all_formats

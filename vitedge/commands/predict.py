@@ -32,6 +32,8 @@ def predict(images, model, k, threads, batch, provider, as_json):
     Prints a table of the top-k labels with probabilities (softmax of the model's logits,
     unless the artifact says it outputs probabilities). An image that cannot be read gets one
     line on stderr; the others are still predicted, and the exit code is 1 if any failed.
+    The model runs in a child process: if the runtime crashes on it, that is one line and
+    exit 1 (VITEDGE_IN_PROCESS=1 runs it in this process).
 
     \b
     Examples:
@@ -39,10 +41,19 @@ def predict(images, model, k, threads, batch, provider, as_json):
       vitedge predict photos/ --top-k 3 --json
       vitedge predict a.png b.png --model out/fmnist-vit_fp32.onnx --threads 2 --batch 8
     """
-    from ..predict import default_model_path, expand_inputs, predict_images
+    from ..isolate import run_isolated
+    from ..predict import default_model_path
+
+    path = model or default_model_path()
+    # The runtime lives in a forked child: a segfault in LiteRT/ONNX Runtime becomes one line.
+    return run_isolated(lambda: _predict(path, images, k, threads, batch, provider, as_json), str(path))
+
+
+def _predict(model, images, k, threads, batch, provider, as_json) -> int:
+    from ..predict import expand_inputs, predict_images
     from ..runtime import load_runtime
 
-    runtime = load_runtime(model or default_model_path(), threads=threads, provider=provider)
+    runtime = load_runtime(model, threads=threads, provider=provider)
     if runtime.info.warning:
         click.echo(f"vitedge: warning: {runtime.info.warning}", err=True)
     paths = expand_inputs(images)

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from .. import limits
-
 from ..errors import UsageError, VitedgeError
 from ..table import format_table
 

@@ -167,9 +167,9 @@ def _rebuild_tensor(storage, offset, size, stride, *rest):
         count *= s
     if count == 0:
         return np.zeros(size, dtype=storage.dtype)
-    if any(st == 0 for s, st in zip(size, stride) if s > 1):
+    if any(st == 0 for s, st in zip(size, stride, strict=True) if s > 1):
         raise pickle.UnpicklingError("a tensor with a zero stride (one value repeated, not a weight)")
-    last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+    last = offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
     if last >= storage.size or count > storage.size:
         raise pickle.UnpicklingError(f"a tensor reaches past its storage (element {last} of {storage.size})")
     if not size:

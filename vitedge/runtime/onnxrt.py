@@ -6,7 +6,6 @@ neither the `onnx` package nor a second load of the file.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..artifact import METADATA_KEY
