@@ -23,6 +23,8 @@ MAX_CLASSES = 100_000  # output classes and labels (ImageNet-21k has 21,843)
 MAX_LABEL_CHARS = 256  # one label
 MAX_METADATA_BYTES = 1_000_000  # the metadata of one artifact (each entry: vitedge.json, labels.txt)
 MAX_JSON_DEPTH = 32  # nesting of metadata JSON (vitedge writes 4 levels)
+MAX_KERAS_CONFIG_BYTES = 16_000_000  # config.json of a .keras file (a ViT-L/16's is ~0.2 MB)
+MAX_KERAS_CONFIG_DEPTH = 64  # its nesting (a vitedge ViT's is ~12)
 
 # --- options -----------------------------------------------------------------------------------
 MAX_THREADS = 256  # --threads (LiteRT crashes far above this; no edge board has more cores)
