@@ -16,7 +16,13 @@ from pathlib import Path
 
 from . import __version__
 from .errors import VitedgeError
-from .limits import MAX_KERAS_CONFIG_BYTES, MAX_KERAS_CONFIG_DEPTH, json_depth, load_metadata_json, read_zip_entry
+from .limits import (
+    MAX_KERAS_CONFIG_BYTES,
+    MAX_KERAS_CONFIG_DEPTH,
+    json_depth,
+    load_metadata_json,
+    read_zip_entry,
+)
 from .preprocess import Preprocessing
 from .variants import ViTConfig
 
