@@ -73,6 +73,38 @@ def test_oversized_onnx_input_refused_before_allocation(tmp_path):
     assert time.perf_counter() - started < 60
 
 
+def test_oversized_tflite_input_refused_before_allocation(tmp_path):
+    """LiteRT would allocate every tensor (43 GB for this input) in allocate_tensors: the shape is
+    checked before that."""
+    import keras
+    import tensorflow as tf
+    from conftest import make_images
+
+    inputs = keras.Input((60000, 60000, 3), batch_size=1)
+    outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = tmp_path / "huge.tflite"
+    model.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs)).convert())
+    image = make_images(tmp_path / "img", count=1)[0]
+    proc = run_cli("predict", image, "--model", model, timeout=120)
+    line = assert_one_line_error(proc)
+    assert proc.returncode == 1 and "a dimension of 60000, outside 1..8192" in line
+
+
+def test_oversized_openvino_input_refused_before_compiling(tmp_path):
+    ov = pytest.importorskip("openvino")
+    from conftest import make_images
+    from test_hostile import tiny_onnx
+
+    onnx_file = tmp_path / "huge.onnx"
+    onnx_file.write_bytes(tiny_onnx([1, 60000, 60000, 3], [1, 5]))
+    xml = tmp_path / "huge.xml"
+    ov.save_model(ov.convert_model(str(onnx_file)), str(xml))
+    image = make_images(tmp_path / "img", count=1)[0]
+    proc = run_cli("predict", image, "--model", xml, timeout=120)
+    line = assert_one_line_error(proc)
+    assert proc.returncode == 1 and "60000, outside 1..8192" in line
+
+
 # -------------------------------------------------------------------------- checkpoints ----
 def _s(text: str) -> bytes:
     raw = text.encode()

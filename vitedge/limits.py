@@ -43,6 +43,18 @@ def check_input_size(h, w, where: str) -> None:
                                "vitedge does not run models that large")
 
 
+def check_input_shape(shape, where: str) -> None:
+    """A declared input tensor shape (batch first; None or negative = dynamic), checked before a
+    runtime allocates it: batch <= MAX_MODEL_BATCH, every other dimension <= MAX_INPUT_SIDE."""
+    dims = [None if d is None or d < 0 else int(d) for d in shape]
+    if dims:
+        check_batch_dim(dims[0], where)
+    for d in dims[1:]:
+        if d is not None and d > MAX_INPUT_SIDE:
+            raise VitedgeError(f"{where}: the model's input has a dimension of {d}, outside 1..{MAX_INPUT_SIDE}; "
+                               "vitedge does not run models that large")
+
+
 def check_batch_dim(n, where: str) -> None:
     if n is not None and not 1 <= n <= MAX_MODEL_BATCH:
         raise VitedgeError(f"{where}: the model's fixed batch size {n} is outside 1..{MAX_MODEL_BATCH}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..artifact import read_tflite_metadata
 from ..errors import VitedgeError
+from ..limits import check_input_shape
 from .base import Runtime, first_line
 
 # provider name -> OpResolverType member name
@@ -161,6 +162,8 @@ class LiteRTRuntime(Runtime):
         try:
             with _native_stderr(native):
                 self.interpreter = new_interpreter(model_path=self.path, threads=self.threads, provider=self.provider)
+                for detail in self.interpreter.get_input_details():  # before their memory exists
+                    check_input_shape(self._shape(detail), str(self.path))
                 self.interpreter.allocate_tensors()  # XNNPACK is applied here
         except VitedgeError:
             raise

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..artifact import METADATA_KEY
 from ..errors import VitedgeError
-from ..limits import load_metadata_json
+from ..limits import check_input_shape, load_metadata_json
 from .base import Runtime, first_line
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -82,6 +82,7 @@ class OnnxRuntime(Runtime):
         if len(inputs) != 1 or len(outputs) < 1:
             raise VitedgeError(f"{self.path}: {len(inputs)} inputs; an image classifier has one")
         self._in, self._out = inputs[0], outputs[0]
+        check_input_shape([d if isinstance(d, int) else None for d in self._in.shape], str(self.path))
         if self._in.type not in _FLOAT_TYPES:
             raise VitedgeError(f"{self.path}: input {self._in.name} is {self._in.type}; "
                                "vitedge feeds float tensors (quantized ONNX models keep float I/O)")
