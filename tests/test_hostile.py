@@ -223,6 +223,10 @@ def build_cases(src: dict, root: Path, scale: int = 1) -> list[Case]:
         seed0 = {"tflite": 11, "onnx": 22, "ort": 33}[kind] + 7919 * (scale - 1)
         for name, bad in damaged(data, n_flips * scale, n_blocks * scale, seed0, points):
             predict(f"{kind}/{name}", write(f"{kind}-{name}.{kind}", bad), "any")
+    ort = src["ort"].read_bytes()  # damage once found to break ONNX Runtime's UTF-8 decoding of names
+    for name, bad in (("flip5067", flips(ort, 5067, 2)), ("flip5175", flips(ort, 5175, 2)),
+                      ("block7280", block(ort, 7280, size=4))):
+        predict(f"ort/regress-{name}", write(f"ort-regress-{name}.ort", bad), "any")
     keras = src["keras"].read_bytes()
     for name, bad in damaged(keras, 5 * scale, 2 * scale, 300 + 7919 * (scale - 1), points):
         cases.append(Case(f"keras/{name}", ["info", write(f"keras-{name}.keras", bad)], "any"))
@@ -257,6 +261,9 @@ def build_cases(src: dict, root: Path, scale: int = 1) -> list[Case]:
         predict(f"onnx-meta/{name}", path, "any" if name in refuse_ok else "refuse")
     path = write("meta-big.onnx", onnx_with_metadata(src["onnx"], b'{"labels": ["' + b"x" * 2_000_000 + b'"]}'))
     predict("onnx-meta/big_2mb", path, "refuse")
+    marked = onnx_with_metadata(src["onnx"], b'{"labels": ["MARKMARK"]}')
+    path = write("meta-not-utf8.onnx", marked.replace(b"MARKMARK", b"\xff\xfe\xfd\xfc\xe8\xe7\xc0\xc1"))
+    predict("onnx-meta/not_utf8_bytes", path, "refuse")
 
     # Models declaring absurd sizes (nothing of that size may be allocated).
     for name, shape_in, shape_out, expect in (

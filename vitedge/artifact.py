@@ -265,7 +265,10 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict | None:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VitedgeError(f"{path}: ONNX Runtime cannot load it ({first[:200]})") from None
-        props = sess.get_modelmeta().custom_metadata_map
+        try:
+            props = sess.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:
+            raise VitedgeError(f"{path}: its metadata is not valid UTF-8 (a damaged file)") from None
     raw = props.get(METADATA_KEY)
     if raw is None:
         return None

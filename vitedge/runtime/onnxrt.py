@@ -77,8 +77,13 @@ class OnnxRuntime(Runtime):
             self.session = new_session(self.path, threads=self.threads, provider=self.provider)
         except Exception as exc:
             raise VitedgeError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
-        self.metadata = self._read_metadata()
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        try:  # ONNX Runtime decodes names and metadata as UTF-8 only when asked
+            self.metadata = self._read_metadata()
+            inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+            [(i.name, i.type, i.shape) for i in (*inputs, *outputs)]
+        except UnicodeDecodeError:
+            raise VitedgeError(f"{self.path}: its tensor names or metadata are not valid UTF-8 "
+                               "(a damaged file)") from None
         if len(inputs) != 1 or len(outputs) < 1:
             raise VitedgeError(f"{self.path}: {len(inputs)} inputs; an image classifier has one")
         self._in, self._out = inputs[0], outputs[0]
