@@ -96,9 +96,13 @@ def test_oversized_openvino_input_refused_before_compiling(tmp_path):
     from test_hostile import tiny_onnx
 
     onnx_file = tmp_path / "huge.onnx"
-    onnx_file.write_bytes(tiny_onnx([1, 60000, 60000, 3], [1, 5]))
+    onnx_file.write_bytes(tiny_onnx([1, 32, 32, 3], [1, 5]))
     xml = tmp_path / "huge.xml"
     ov.save_model(ov.convert_model(str(onnx_file)), str(xml))
+    # The IR's declared input, edited to 60000x60000 (OpenVINO's converter itself would allocate it).
+    text = xml.read_text()
+    assert text.count("<dim>32</dim>") >= 2
+    xml.write_text(text.replace("<dim>32</dim>", "<dim>60000</dim>").replace('shape="1,32,32,3"', 'shape="1,60000,60000,3"'))
     image = make_images(tmp_path / "img", count=1)[0]
     proc = run_cli("predict", image, "--model", xml, timeout=120)
     line = assert_one_line_error(proc)
