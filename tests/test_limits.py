@@ -374,3 +374,33 @@ def test_work_directory_is_named_for_the_clean_up():
     with work_directory("export") as work:
         match = _STALE_NAMES[1].match(Path(work).name)
         assert match and int(match.group(1)) == os.getpid()
+
+
+@pytest.mark.slow
+def test_export_killed_mid_way_leaves_nothing_after_the_next_run(tiny_model, calib_dir, tmp_path):
+    """A real `vitedge export` killed with SIGKILL while it writes; the next export cleans up."""
+    out, tmpdir = tmp_path / "out", tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmpdir)}
+    args = [sys.executable, "-m", "vitedge", "export", "--model", str(tiny_model), "--calib", str(calib_dir),
+            "--format", "tflite,onnx", "--precision", "fp32", "--out", str(out)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if out.is_dir() and any(".partial" in p.name for p in out.iterdir()):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "export ended before it wrote a temporary file"
+    finally:
+        proc.kill()
+        proc.wait()
+    left = list(out.iterdir())
+    assert left and all(p.name.startswith(".") and ".partial" in p.name for p in left), left  # no final name
+    assert any(p.name.startswith("vitedge-export-p") for p in tmpdir.iterdir())
+    _age([*left, *tmpdir.iterdir()])  # as if it happened more than 10 minutes ago
+
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-vit_fp32.onnx", "tiny-vit_fp32.tflite"]
+    assert [p.name for p in tmpdir.iterdir() if p.name.startswith("vitedge-")] == []

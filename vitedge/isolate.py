@@ -32,6 +32,8 @@ def _child(work: Callable[[], int]) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Exception as exc:
         if os.environ.get("VITEDGE_DEBUG"):
             import traceback
