@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, assert_one_line_error, run_cli
+from conftest import REPO, assert_one_line_error, make_images, run_cli
 
 from vitedge import limits
 from vitedge.errors import VitedgeError
@@ -60,7 +60,6 @@ def test_label_and_size_checks():
 
 def test_oversized_onnx_input_refused_before_allocation(tmp_path):
     """The issue's case: a fixed 60000x60000x3 input used to make predict allocate ~18 GB."""
-    from conftest import make_images
     from test_hostile import tiny_onnx
 
     model = tmp_path / "huge.onnx"
@@ -78,7 +77,6 @@ def test_oversized_tflite_input_refused_before_allocation(tmp_path):
     checked before that."""
     import keras
     import tensorflow as tf
-    from conftest import make_images
 
     inputs = keras.Input((60000, 60000, 3), batch_size=1)
     outputs = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(inputs))
@@ -90,9 +88,26 @@ def test_oversized_tflite_input_refused_before_allocation(tmp_path):
     assert proc.returncode == 1 and "a dimension of 60000, outside 1..8192" in line
 
 
+def test_tflite_declaring_huge_tensors_refused_before_allocation(tmp_path):
+    """A small input broadcast to a 6 GB output: LiteRT would reserve it in allocate_tensors."""
+    import tensorflow as tf
+
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 3], tf.float32)])
+    def spread(x):
+        return tf.broadcast_to(tf.reshape(tf.reduce_mean(x), [1, 1]), [1, 1_500_000_000])
+
+    model = tmp_path / "spread.tflite"
+    model.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([spread.get_concrete_function()], spread)
+                      .convert())
+    image = make_images(tmp_path / "img", count=1)[0]
+    proc = run_cli("predict", image, "--model", model, timeout=120)
+    line = assert_one_line_error(proc)
+    assert proc.returncode == 1 and "tensors need 5.6 GiB, more than 4 GiB" in line
+
+
 def test_oversized_openvino_input_refused_before_compiling(tmp_path):
     ov = pytest.importorskip("openvino")
-    from conftest import make_images
     from test_hostile import tiny_onnx
 
     onnx_file = tmp_path / "huge.onnx"

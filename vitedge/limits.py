@@ -21,6 +21,7 @@ MAX_INPUT_SIDE = 8192  # input height and width, each (a ViT-B/16 at 384 is 384)
 MAX_MODEL_BATCH = 1024  # a fixed batch dimension in the model (predict pads chunks to it)
 MAX_CLASSES = 100_000  # output classes and labels (ImageNet-21k has 21,843)
 MAX_LABEL_CHARS = 256  # one label
+MAX_TENSOR_BYTES = 4 << 30  # all tensors a model declares, weights and activations (ViT-L/16 fp32: ~1.3 GB)
 MAX_METADATA_BYTES = 1_000_000  # the metadata of one artifact (each entry: vitedge.json, labels.txt)
 MAX_JSON_DEPTH = 32  # nesting of metadata JSON (vitedge writes 4 levels)
 MAX_KERAS_CONFIG_BYTES = 16_000_000  # config.json of a .keras file (a ViT-L/16's is ~0.2 MB)
@@ -53,6 +54,13 @@ def check_input_shape(shape, where: str) -> None:
         if d is not None and d > MAX_INPUT_SIDE:
             raise VitedgeError(f"{where}: the model's input has a dimension of {d}, outside 1..{MAX_INPUT_SIDE}; "
                                "vitedge does not run models that large")
+
+
+def check_tensor_bytes(total: int, where: str) -> None:
+    """The bytes of every tensor a model declares (a runtime allocates them all up front)."""
+    if total > MAX_TENSOR_BYTES:
+        raise VitedgeError(f"{where}: the model's tensors need {total / (1 << 30):.1f} GiB, more than "
+                           f"{MAX_TENSOR_BYTES >> 30} GiB; vitedge does not run models that large")
 
 
 def check_batch_dim(n, where: str) -> None:
