@@ -305,6 +305,37 @@ def test_predict_isolation_turns_a_native_crash_into_one_line():
     assert proc.returncode == 0
 
 
+def test_a_real_litert_segfault_in_the_child_is_one_line(tiny_artifacts):
+    """LiteRT with 100000 threads (what `--threads 100000` used to reach) segfaults when the
+    interpreter is freed; run isolated, the caller gets a VitedgeError and lives on."""
+    code = textwrap.dedent("""
+        import gc, sys
+        from vitedge.errors import VitedgeError
+        from vitedge.isolate import run_isolated
+        from vitedge.runtime.litert import new_interpreter
+
+        def work():
+            interpreter = new_interpreter(model_path=sys.argv[1], threads=100000)
+            interpreter.allocate_tensors()
+            interpreter.invoke()
+            del interpreter
+            gc.collect()
+            return 0
+
+        try:
+            run_isolated(work, sys.argv[1])
+            print("no crash")
+        except VitedgeError as exc:
+            print("caught:", exc)
+        print("parent alive")
+    """)
+    model = str(tiny_artifacts[("tflite", "fp32")])
+    proc = subprocess.run([sys.executable, "-c", code, model], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert f"caught: {model}: the runtime crashed on this model (SIGSEGV)" in proc.stdout, proc.stdout + proc.stderr
+    assert "parent alive" in proc.stdout and proc.returncode == 0
+
+
 def test_predict_runs_its_model_in_a_child_process(tiny_artifacts, calib_dir, tmp_path):
     """The runtime is loaded in a child: the parent's pid is not the one that opened the model."""
     image = next(iter(sorted(Path(calib_dir).rglob("*.png"))))
