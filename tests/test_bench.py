@@ -143,7 +143,7 @@ def test_broken_artifacts_give_failed_rows(tiny_artifacts, labelled_folder, tmp_
 
 
 def test_timeout_fails_the_row(tiny_artifacts, tmp_path):
-    proc = run_cli("bench", tiny_artifacts[("tflite", "fp32")], "--runs", "100000000", "--timeout", "3",
+    proc = run_cli("bench", tiny_artifacts[("tflite", "fp32")], "--runs", "1000000", "--timeout", "3",
                    "--limit", "4", "--json", "-")
     assert proc.returncode == 1
     (row,) = json.loads(proc.stdout)["rows"]

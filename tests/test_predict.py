@@ -1,6 +1,7 @@
 """`vitedge predict`: the command, its output, its bad inputs, and the device path without TensorFlow."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -206,8 +207,9 @@ def test_predict_imports_only_the_backend_it_needs(tiny_artifacts, images):
             "main()")
     image = str(next(images.glob("*.png")))
     for fmt, expected in (("tflite", "ai_edge_litert"), ("onnx", "onnxruntime")):
+        # In-process: the forked child that normally runs the model exits without atexit hooks.
         proc = subprocess.run([sys.executable, "-c", code.format(img=image, m=str(tiny_artifacts[(fmt, "fp32")]))],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env={**os.environ, "VITEDGE_IN_PROCESS": "1"})
         assert proc.returncode == 0, proc.stderr
         tops = {m.split(".")[0] for m in eval(proc.stderr.split("MODULES", 1)[1])}
         assert tops == {expected}, tops

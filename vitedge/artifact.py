@@ -33,15 +33,17 @@ import json
 import os
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import VitedgeError
+from .limits import load_metadata_json, read_zip_entry
 
 METADATA_KEY = "vitedge"  # ONNX metadata_props key
 METADATA_ENTRY = "vitedge.json"  # entry in the zip appended to TFLite files
 LABEL_FILE = "labels.txt"  # the official TFLite metadata's label file, in the same zip
 TFLITE_METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry of the official ModelMetadata
-MAX_METADATA_BYTES = 1_000_000  # metadata inside one artifact, all parts: more is refused at export
+# MAX_METADATA_BYTES (vitedge.limits): at export, all parts together; at load, each entry.
 SCHEMA = 1
 
 
@@ -72,13 +74,15 @@ def read_tflite_metadata(path: str | os.PathLike) -> dict | None:
         head = fh.read(8)
     if not _looks_like_tflite(head):
         raise VitedgeError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
+    where = str(path)
     try:
         with zipfile.ZipFile(path) as zf:
             if METADATA_ENTRY not in zf.namelist():
                 return None
-            return json.loads(zf.read(METADATA_ENTRY))
-    except (zipfile.BadZipFile, ValueError, KeyError):
-        return None
+            raw = read_zip_entry(zf, METADATA_ENTRY, where)
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError, KeyError, ValueError):
+        return None  # no readable appended archive: a foreign or damaged file, judged by its tensors
+    return load_metadata_json(raw, where)
 
 
 class _Table:
@@ -261,14 +265,14 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict | None:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise VitedgeError(f"{path}: ONNX Runtime cannot load it ({first[:200]})") from None
-        props = sess.get_modelmeta().custom_metadata_map
+        try:
+            props = sess.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:
+            raise VitedgeError(f"{path}: its metadata is not valid UTF-8 (a damaged file)") from None
     raw = props.get(METADATA_KEY)
     if raw is None:
         return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
+    return load_metadata_json(raw, str(path))
 
 
 def _onnx_props_via_onnx(path: Path) -> dict | None:

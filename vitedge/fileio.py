@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,8 +32,9 @@ def atomic_output(path: str | os.PathLike, force: bool = False, suffix: str | No
     """
     path = check_writable(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent)
     suffix = suffix if suffix is not None else "".join(path.suffixes) or ".tmp"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.p{os.getpid()}.", suffix=f".partial{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -62,7 +64,8 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     if path.exists() and not path.is_dir():
         raise VitedgeError(f"{path} exists and is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    remove_stale(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.p{os.getpid()}.", suffix=".partial", dir=path.parent))
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any new folder
@@ -72,7 +75,7 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
         if path.exists():
             if not force:  # appeared while we worked
                 raise VitedgeError(f"{path} already exists; use --force to overwrite it")
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.p{os.getpid()}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "previous")
         try:
             os.replace(tmp, path)
@@ -84,6 +87,61 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+# Work files vitedge leaves only when it is killed: `.NAME.p<pid>.<random>.partial[.suffix]` and
+# `.NAME.p<pid>.<random>.old` beside outputs, `vitedge-<job>-p<pid>-<random>` in the temp folder.
+_STALE_NAMES = (re.compile(r"^\..+\.p(\d+)\.[A-Za-z0-9_]+\.(?:partial(?:\..*)?|old)$"),
+                re.compile(r"^vitedge-[a-z]+-p(\d+)-[A-Za-z0-9_]+$"))
+STALE_AGE = 600.0  # seconds untouched before a dead process's work file is removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or not a pid we can judge: keep its files
+    return True
+
+
+def remove_stale(folder: str | os.PathLike, age: float = STALE_AGE) -> list[Path]:
+    """Delete the work files a killed vitedge left in `folder`: only names vitedge makes, whose
+    process (the pid in the name) is gone, untouched for `age` seconds. Returns what was removed."""
+    import shutil
+    import time
+
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = next((m for m in (p.match(entry.name) for p in _STALE_NAMES) if m), None)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < age:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue  # gone already, or not ours to delete
+    return removed
+
+
+def work_directory(job: str):
+    """A `tempfile.TemporaryDirectory` named `vitedge-<job>-p<pid>-...`, after removing the ones
+    killed runs left in the temp folder (see `remove_stale`)."""
+    remove_stale(tempfile.gettempdir())
+    return tempfile.TemporaryDirectory(prefix=f"vitedge-{job}-p{os.getpid()}-")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -10,15 +10,24 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .errors import VitedgeError
+from .limits import (
+    MAX_KERAS_CONFIG_BYTES,
+    MAX_KERAS_CONFIG_DEPTH,
+    json_depth,
+    load_metadata_json,
+    read_zip_entry,
+)
 from .preprocess import Preprocessing
 from .variants import ViTConfig
 
 SPEC_ENTRY = "vitedge.json"
+PACKAGE = "vitedge"  # the package vitedge's Keras layers are registered under (vit.PACKAGE)
 
 
 @dataclass
@@ -109,9 +118,59 @@ def read_spec(path: str | os.PathLike) -> ModelSpec:
         if SPEC_ENTRY not in zf.namelist():
             raise VitedgeError(f"{path}: a Keras model, but not one saved by vitedge (no {SPEC_ENTRY})")
         try:
-            return ModelSpec.from_dict(json.loads(zf.read(SPEC_ENTRY)))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise VitedgeError(f"{path}: unreadable {SPEC_ENTRY} ({exc})") from None
+            data = load_metadata_json(read_zip_entry(zf, SPEC_ENTRY, str(path)), str(path))
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
+            raise VitedgeError(f"{path}: unreadable {SPEC_ENTRY} ({first_line(exc)})") from None
+    try:
+        return ModelSpec.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise VitedgeError(f"{path}: unreadable {SPEC_ENTRY} ({first_line(exc)})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+# Classes a vitedge model's config.json may name: Keras's own (by module) and vitedge's registered
+# layers. Anything that carries code (Lambda) or names another module is refused before Keras
+# deserializes it, on top of Keras's own safe_mode.
+_CODE_CLASSES = {"Lambda", "__lambda__", "TFOpLambda", "function_with_closure"}
+
+
+def check_keras_config(path: Path, registered) -> None:
+    """Refuse a .keras file whose config.json names a Lambda layer, a module outside Keras and
+    vitedge, or a vitedge class that is not registered (`registered(name)` is Keras's lookup)."""
+    with zipfile.ZipFile(path) as zf:
+        try:
+            raw = read_zip_entry(zf, "config.json", str(path), limit=MAX_KERAS_CONFIG_BYTES)
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
+            raise VitedgeError(f"{path}: unreadable config.json ({first_line(exc)})") from None
+    if json_depth(raw) > MAX_KERAS_CONFIG_DEPTH:
+        raise VitedgeError(f"{path}: config.json nests deeper than {MAX_KERAS_CONFIG_DEPTH} levels")
+    try:
+        config = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise VitedgeError(f"{path}: config.json is not valid JSON") from None
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        stack.extend(node.values())
+        if "class_name" not in node:
+            continue
+        name, module, reg = node.get("class_name"), node.get("module"), node.get("registered_name")
+        if name in _CODE_CLASSES or reg in _CODE_CLASSES:
+            raise VitedgeError(f"{path}: holds a {name} layer (code inside the model file); vitedge refuses to load it")
+        if module is not None and not (isinstance(module, str) and module.split(".")[0] in ("keras", "vitedge")):
+            raise VitedgeError(f"{path}: names the module {module!r}, outside Keras and vitedge; refused")
+        if (isinstance(module, str) and module.startswith("vitedge")) or (isinstance(reg, str) and ">" in reg):
+            if not (isinstance(reg, str) and reg.startswith(f"{PACKAGE}>") and registered(reg) is not None):
+                raise VitedgeError(f"{path}: names the class {reg or name!r}, not one vitedge registers; refused")
 
 
 def save_model(model, spec: ModelSpec, path: str | os.PathLike, force: bool = False) -> Path:
@@ -137,6 +196,7 @@ def load_model(path: str | os.PathLike):
 
     from . import vit  # noqa: F401  (registers the custom layers)
 
+    check_keras_config(path, keras.saving.get_registered_object)
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for a broken file

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -53,14 +54,16 @@ class Preprocessing:
                 value = value * 3
             if len(value) != 3:
                 raise VitedgeError(f"preprocessing {name} needs 1 or 3 values, got {value}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+                raise VitedgeError(f"preprocessing {name} needs finite numbers, got {value}")
             object.__setattr__(self, name, value)
         if any(s == 0 for s in self.std):
             raise VitedgeError("preprocessing std must not be zero")
-        if self.resize not in RESIZE_MODES:
+        if not isinstance(self.resize, str) or self.resize not in RESIZE_MODES:
             raise VitedgeError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
-        if self.interpolation not in _RESAMPLE:
+        if not isinstance(self.interpolation, str) or self.interpolation not in _RESAMPLE:
             raise VitedgeError(f"interpolation must be one of {', '.join(_RESAMPLE)}")
-        if not 0.0 < self.crop_pct <= 1.0:
+        if not isinstance(self.crop_pct, (int, float)) or not 0.0 < self.crop_pct <= 1.0:
             raise VitedgeError("crop_pct must be in (0, 1]")
 
     def to_dict(self) -> dict:
@@ -69,6 +72,11 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict | None) -> Preprocessing:
         known = {f.name for f in dataclasses.fields(cls)}
+        if data is not None and not isinstance(data, dict):
+            raise VitedgeError(f"preprocessing is a {type(data).__name__}, not an object")
+        for key in ("mean", "std", "background"):
+            if key in (data or {}) and not isinstance(data[key], (list, int, float)):
+                raise VitedgeError(f"preprocessing {key} is a {type(data[key]).__name__}, not numbers")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in (data or {}).items() if k in known})
 
 

@@ -14,7 +14,6 @@ import queue
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from contextlib import nullcontext
@@ -26,6 +25,7 @@ import numpy as np
 
 from .. import formats
 from ..errors import UsageError, VitedgeError
+from ..fileio import work_directory
 from ..preprocess import Preprocessing
 from ..runtime.base import default_threads  # noqa: F401 - the bench command's default
 from ..scores import looks_like_probabilities
@@ -537,7 +537,7 @@ def run_bench(paths: list[str], data_dir: str | None, settings: Settings, refere
 
     data = limit_data(scan_data(data_dir), settings.limit) if data_dir else random_data(settings.limit or RANDOM_IMAGES)
     check_classes(data, rows)
-    with tempfile.TemporaryDirectory(prefix="vitedge-bench-") as tmp_name:
+    with work_directory("bench") as tmp_name:
         tmp = Path(tmp_name)
         probe_input_sizes(rows, settings, tmp)
         inputs = prepare_all_inputs(data, rows, settings, tmp)

@@ -4,6 +4,7 @@ import sys
 
 import click
 
+from .. import limits
 from ..errors import UsageError, VitedgeError
 
 
@@ -15,16 +16,16 @@ from ..errors import UsageError, VitedgeError
                    "agreement only.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Use N images: a class-balanced subset, the same on every run (seed 0).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--threads", type=click.IntRange(1, limits.MAX_THREADS), default=None, metavar="N",
               help="Threads per runtime. Default: every core this process may use.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, metavar="W",
+@click.option("--warmup", type=click.IntRange(0, limits.MAX_RUNS), default=10, show_default=True, metavar="W",
               help="Untimed runs after the first inference.")
-@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, metavar="R",
+@click.option("--runs", type=click.IntRange(1, limits.MAX_RUNS), default=100, show_default=True, metavar="R",
               help="Timed runs (latency percentiles come from these).")
 @click.option("--min-time", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
               help="Keep timing each artifact (in each round) until this long has passed, even after R runs: "
                    "a sub-millisecond model needs more than R runs for a steady p50.")
-@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--rounds", type=click.IntRange(1, limits.MAX_ROUNDS), default=1, show_default=True,
               help="Repeat the timed runs in N rounds, each artifact in a fresh process next to its reference, "
                    "the order alternating; latency pools all rounds, the speed-up column is the median of "
                    "per-round ratios (robust on a shared machine).")
@@ -32,7 +33,7 @@ from ..errors import UsageError, VitedgeError
               help="After the accuracy pass, time each fp32 reference and the rows compared with it together, "
                    "in one process, in turns of ~0.2 s, for SECONDS: the speed-up of int8 over fp32 then holds on "
                    "a shared machine whose speed drifts (p50 and speed-up come from these turns).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
+@click.option("--batch", type=click.IntRange(1, limits.MAX_BATCH), default=1, show_default=True, metavar="B",
               help="Images per run (timed runs and the accuracy pass).")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="ARTIFACT",
               help="Compare every row with this file (added as a row if not listed). Default: a .keras "

@@ -4,10 +4,12 @@ import json
 
 import click
 
+from .. import limits
+
 
 @click.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
-@click.option("--threads", "-t", type=click.IntRange(min=1), default=None,
+@click.option("--threads", "-t", type=click.IntRange(1, limits.MAX_THREADS), default=None,
               help="Threads for the trial load of MODEL (default: the runtime's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def doctor(model, threads, as_json):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from .. import limits
 from ..calibration import DEFAULT_CALIB_SIZE, DEFAULT_SEED
 from ..errors import UsageError, VitedgeError
 from ..formats import all_formats
@@ -65,7 +66,7 @@ def render_results(results) -> str:
 @click.option("--int8-io", is_flag=True, help="TFLite int8 with int8 input and output tensors (NNAPI, microcontrollers).")
 @click.option("--calib", type=click.Path(), default=None,
               help=f"Folder of calibration images, searched recursively. Default: {DEFAULT_CALIB}/.")
-@click.option("--calib-size", type=int, default=None, metavar="N",
+@click.option("--calib-size", type=click.IntRange(1, limits.MAX_CALIB_SIZE), default=None, metavar="N",
               help=f"Images picked (seeded) from --calib; also the images every artifact is verified on. "
                    f"Default: up to {DEFAULT_CALIB_SIZE}.")
 @click.option("--calib-seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of that choice.")

@@ -9,16 +9,18 @@ import sys
 
 import click
 
+from .. import limits
+
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(), metavar="IMAGE_OR_DIR...")
 @click.option("--model", "-m", "model", type=click.Path(dir_okay=False), default=None,
               help="Exported artifact (.tflite, .onnx or .ort). Default: out/fmnist-vit_int8.tflite.")
-@click.option("--top-k", "-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--top-k", "-k", "k", type=click.IntRange(1, limits.MAX_TOP_K), default=5, show_default=True,
               help="Classes to show per image.")
-@click.option("--threads", "-t", type=click.IntRange(min=1), default=None,
+@click.option("--threads", "-t", type=click.IntRange(1, limits.MAX_THREADS), default=None,
               help="CPU threads for the runtime. Default: every core this process may use.")
-@click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--batch", "-b", type=click.IntRange(1, limits.MAX_BATCH), default=1, show_default=True,
               help="Images per runtime call (a fixed-batch model runs them in chunks of its size).")
 @click.option("--provider", default=None, metavar="NAME",
               help="ONNX Runtime execution provider (cpu, cuda, ...), or for .tflite: "
@@ -30,6 +32,8 @@ def predict(images, model, k, threads, batch, provider, as_json):
     Prints a table of the top-k labels with probabilities (softmax of the model's logits,
     unless the artifact says it outputs probabilities). An image that cannot be read gets one
     line on stderr; the others are still predicted, and the exit code is 1 if any failed.
+    The model runs in a child process: if the runtime crashes on it, that is one line and
+    exit 1 (VITEDGE_IN_PROCESS=1 runs it in this process).
 
     \b
     Examples:
@@ -37,10 +41,19 @@ def predict(images, model, k, threads, batch, provider, as_json):
       vitedge predict photos/ --top-k 3 --json
       vitedge predict a.png b.png --model out/fmnist-vit_fp32.onnx --threads 2 --batch 8
     """
-    from ..predict import default_model_path, expand_inputs, predict_images
+    from ..isolate import run_isolated
+    from ..predict import default_model_path
+
+    path = model or default_model_path()
+    # The runtime lives in a forked child: a segfault in LiteRT/ONNX Runtime becomes one line.
+    return run_isolated(lambda: _predict(path, images, k, threads, batch, provider, as_json), str(path))
+
+
+def _predict(model, images, k, threads, batch, provider, as_json) -> int:
+    from ..predict import expand_inputs, predict_images
     from ..runtime import load_runtime
 
-    runtime = load_runtime(model or default_model_path(), threads=threads, provider=provider)
+    runtime = load_runtime(model, threads=threads, provider=provider)
     if runtime.info.warning:
         click.echo(f"vitedge: warning: {runtime.info.warning}", err=True)
     paths = expand_inputs(images)

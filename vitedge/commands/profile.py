@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .. import limits
 from ..errors import UsageError, VitedgeError
 from ..table import format_table
 
@@ -66,11 +67,11 @@ def _render_errors(err: dict) -> str:
                    "Default: <stem>_fp32.<ext> beside ARTIFACT, if it exists.")
 @click.option("--data", type=click.Path(file_okay=False), default=None,
               help="Images for the error report (a folder, searched recursively). Default: seeded noise.")
-@click.option("--images", "count", type=click.IntRange(1), default=32, show_default=True,
+@click.option("--images", "count", type=click.IntRange(1, limits.MAX_CALIB_SIZE), default=32, show_default=True,
               help="How many images the error report uses.")
 @click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Worst layers listed.")
-@click.option("--threads", type=click.IntRange(1), default=2, show_default=True, help="Runtime threads.")
-@click.option("--runs", type=click.IntRange(3), default=50, show_default=True, help="Timed runs per op / model.")
+@click.option("--threads", type=click.IntRange(1, limits.MAX_THREADS), default=2, show_default=True, help="Runtime threads.")
+@click.option("--runs", type=click.IntRange(3, limits.MAX_RUNS), default=50, show_default=True, help="Timed runs per op / model.")
 @click.option("--no-errors", is_flag=True, help="Timing only (no per-layer error report).")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 def profile(artifact, reference, data, count, top, threads, runs, no_errors, as_json):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
@@ -29,7 +28,7 @@ import numpy as np
 from .. import formats as format_registry
 from ..calibration import DEFAULT_SEED, CalibrationSet, load_calibration
 from ..errors import UsageError, VitedgeError
-from ..fileio import atomic_output, check_writable, sha256_file
+from ..fileio import atomic_output, check_writable, sha256_file, work_directory
 from ..formats import ArtifactFormat, Converted, ExportContext
 from ..modelfile import ModelSpec, default_labels, read_labels_file, read_spec
 from ..preprocess import Preprocessing
@@ -402,7 +401,7 @@ def run_export(options: ExportOptions) -> list[ExportResult]:
     source_info = dict(export.source.info)
     results: list[ExportResult] = []
     missed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="vitedge-export-") as work, contextlib.ExitStack() as commit:
+    with work_directory("export") as work, contextlib.ExitStack() as commit:
         ctx = context(export, reference, Path(work))
         for item in _progress(export.artifacts, options.progress):
             started = time.perf_counter()

@@ -27,13 +27,13 @@ import json
 
 from ..artifact import (
     LABEL_FILE,
-    MAX_METADATA_BYTES,
     METADATA_ENTRY,
     TFLITE_METADATA_NAME,
     read_tflite_official_metadata_bytes,
     tflite_with_metadata,
 )
 from ..errors import VitedgeError
+from ..limits import MAX_METADATA_BYTES
 from ..modelfile import validate_labels
 
 FILE_IDENTIFIER = b"M001"

@@ -14,11 +14,11 @@ runtime refuses a .bin of another size, `vitedge info` compares the hash.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..errors import VitedgeError
+from ..limits import load_metadata_json
 from .base import ArtifactFormat
 
 PRECISIONS = ("fp32", "int8")
@@ -109,13 +109,7 @@ def metadata_of(model, path: str | os.PathLike) -> dict | None:
         raise VitedgeError(f"{path}: its vitedge metadata is not a string") from None
     if len(raw) > MAX_METADATA_CHARS:
         raise VitedgeError(f"{path}: its vitedge metadata is {len(raw):,} characters, more than vitedge reads")
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        raise VitedgeError(f"{path}: its vitedge metadata is not valid JSON") from None
-    if not isinstance(meta, dict):
-        raise VitedgeError(f"{path}: its vitedge metadata is not a JSON object")
-    return meta
+    return load_metadata_json(raw, str(path))
 
 
 class OpenVinoFormat(ArtifactFormat):

@@ -12,10 +12,12 @@ Every failure (truncated, corrupt, not that format) is a VitedgeError naming the
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +73,12 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             shape = tuple(int(s) for s in entry["shape"])
         except (KeyError, TypeError, ValueError):
             raise VitedgeError(f"{path}: tensor {name!r} has an unsupported dtype or a bad header entry") from None
-        if end > len(body) or start > end:
+        if not all(type(v) is int for v in (start, end)) or any(d < 0 for d in shape):
+            raise VitedgeError(f"{path}: tensor {name!r} has a bad offset or shape in the header")
+        if end > len(body) or not 0 <= start <= end:
             raise VitedgeError(f"{path}: truncated (tensor {name!r} ends at byte {end} of a {len(body)}-byte body)")
         arr = _from_bytes(body[start:end], dtype)
-        if arr.size != int(np.prod(shape)):
+        if arr.size != math.prod(shape):
             raise VitedgeError(f"{path}: tensor {name!r} holds {arr.size} values, its shape {shape} needs more")
         out[name] = arr.reshape(shape)
     return out
@@ -124,23 +128,55 @@ class _TensorUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
         dtype, key = pid[1], str(pid[2])
         if key not in self.storages:
+            if dtype not in _TORCH_STORAGES.values():
+                raise pickle.UnpicklingError(f"storage {key} of an unknown type")
             try:
-                raw = self.zf.read(f"{self.prefix}data/{key}")
+                info = self.zf.getinfo(f"{self.prefix}data/{key}")
             except KeyError:
                 raise VitedgeError(f"{self.path}: storage {key} is missing from the archive") from None
+            # torch.save stores storages uncompressed; a compressed one far larger than its
+            # bytes on disk is a zip bomb, not a checkpoint.
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > 100 * info.compress_size + (1 << 20):
+                raise pickle.UnpicklingError(f"storage {key} inflates {info.file_size:,} bytes from "
+                                             f"{info.compress_size:,}")
+            raw = self.zf.read(info)
             self.storages[key] = _from_bytes(raw, dtype)
         return self.storages[key]
 
 
 def _rebuild_tensor(storage, offset, size, stride, *rest):
-    size, stride = tuple(size), tuple(stride)
+    """A tensor as a view of its storage, every index checked to fall inside that storage first.
+
+    A crafted checkpoint could otherwise read bytes outside the storage (a negative offset or
+    stride, a shape whose product overflows) or ask for an absurd allocation."""
+    if not isinstance(storage, np.ndarray):
+        raise pickle.UnpicklingError("a tensor without a storage")
+    try:
+        size, stride = tuple(size), tuple(stride)
+    except TypeError:
+        raise pickle.UnpicklingError("a tensor with a bad shape or stride") from None
+    ints = (offset, *size, *stride)
+    if not all(type(v) is int for v in ints):
+        raise pickle.UnpicklingError("a tensor with a non-integer offset, shape or stride")
+    if len(size) != len(stride):
+        raise pickle.UnpicklingError(f"a tensor with {len(size)} dimensions and {len(stride)} strides")
+    if offset < 0 or any(s < 0 for s in size) or any(st < 0 for st in stride):
+        raise pickle.UnpicklingError("a tensor with a negative offset, shape or stride")
+    count = 1
+    for s in size:  # Python ints: no overflow, and the product is bounded by the storage below
+        count *= s
+    if count == 0:
+        return np.zeros(size, dtype=storage.dtype)
+    if any(st == 0 for s, st in zip(size, stride, strict=True) if s > 1):
+        raise pickle.UnpicklingError("a tensor with a zero stride (one value repeated, not a weight)")
+    last = offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
+    if last >= storage.size or count > storage.size:
+        raise pickle.UnpicklingError(f"a tensor reaches past its storage (element {last} of {storage.size})")
     if not size:
-        return storage[offset].copy()
-    needed = offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True)) + 1
-    if needed > storage.size:
-        raise pickle.UnpicklingError("a tensor reaches past its storage")
+        return storage[offset:offset + 1].reshape(()).copy()
     item = storage.itemsize
-    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=[st * item for st in stride])
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=[st * item for st in stride],
+                                           writeable=False)
     return np.array(view)  # a contiguous copy: callers may transpose and keep it
 
 
@@ -169,7 +205,8 @@ def read_torch(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as exc:
         raise VitedgeError(f"{path}: cannot read this PyTorch checkpoint safely ({exc}); "
                            "save only the state dict, or convert it to safetensors") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, struct.error, zlib.error,
+            AttributeError, IndexError, RecursionError, MemoryError) as exc:
         raise VitedgeError(f"{path}: corrupt or truncated PyTorch checkpoint ({exc})") from None
 
 

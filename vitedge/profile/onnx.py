@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import work_directory
 from .tflite import OpTiming
 
 _INT8_MARKERS = ("QLinear", "Integer", "DynamicQuantize", "QAttention", "QGemm", "QEmbed", "QOrdered")
@@ -31,7 +31,7 @@ def compute_type(op_type: str) -> str:
 def profile(path: str | os.PathLike, threads: int = 2, runs: int = 50) -> dict:
     from ..runtime.onnxrt import new_session
 
-    with tempfile.TemporaryDirectory(prefix="vitedge-ortprof-") as work:
+    with work_directory("ortprof") as work:
         plain = new_session(path, threads=threads)
         session = new_session(path, threads=threads, profile_prefix=Path(work) / "ort")
         inp = session.get_inputs()[0]

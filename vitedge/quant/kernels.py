@@ -25,12 +25,12 @@ of the bound (docs/quantization.md).
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import work_directory
 from ..variants import ViTConfig
 
 
@@ -194,7 +194,7 @@ def measure_bound(fmt: str, config: ViTConfig, whole_fp32: str | os.PathLike, th
     from ..bench.timing import time_in_turns
     from ..runtime.raw import raw_runner
 
-    with tempfile.TemporaryDirectory(prefix="vitedge-kernels-") as work:
+    with work_directory("kernels") as work:
         if fmt == "tflite":
             fp32, int8 = (Path(work) / "matmuls_fp32.tflite", Path(work) / "matmuls_int8.tflite")
             for path, content in zip((fp32, int8), tflite_matmul_models(config), strict=True):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VitedgeError
+from ..errors import UsageError, VitedgeError
+from ..limits import MAX_THREADS, check_batch_dim, check_classes, check_input_size, check_labels
 from ..preprocess import Preprocessing
 
 DEFAULT_PREPROCESSING = Preprocessing()
@@ -71,8 +72,8 @@ class Runtime(ABC):
     def __init__(self, path: str | os.PathLike, metadata: dict | None, threads: int | None = None):
         self.path = Path(path)
         self.metadata = metadata  # None when the file carries no vitedge metadata
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise VitedgeError(f"threads must be a whole number >= 1, got {threads!r}")
+        if threads is not None and (not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+            raise UsageError(f"threads must be a whole number in 1..{MAX_THREADS}, got {threads!r}")
         self.threads = threads or default_threads()
         self._info: ModelInfo | None = None
 
@@ -103,7 +104,8 @@ class Runtime(ABC):
     @property
     def layout(self) -> str:
         """'NHWC' (vitedge exports) or 'NCHW' (foreign ONNX files), from metadata or the shape."""
-        declared = ((self.metadata or {}).get("input") or {}).get("layout")
+        declared = ((self.metadata or {}).get("input") or {})
+        declared = declared.get("layout") if isinstance(declared, dict) else None
         if declared in ("NHWC", "NCHW"):
             return declared
         shape = self.raw_input_shape
@@ -174,9 +176,14 @@ class Runtime(ABC):
 
 def resolve_model_info(rt: Runtime) -> ModelInfo:
     """Labels, input size and preprocessing: the metadata when present, else the tensors."""
-    _, h, w, _ = rt.input_shape
+    n, h, w, _ = rt.input_shape
     classes = rt.num_classes
     meta = rt.metadata
+    where = str(rt.path)
+    # Declared sizes are bounded before anything of that size exists (vitedge.limits).
+    check_input_size(h, w, where)
+    check_batch_dim(n, where)
+    check_classes(classes, where)
     if meta is None:
         if h is None or w is None:
             raise VitedgeError(f"{rt.path}: no vitedge metadata and a dynamic input size; cannot tell what size to feed")
@@ -192,25 +199,38 @@ def resolve_model_info(rt: Runtime) -> ModelInfo:
         pre = Preprocessing.from_dict(meta.get("preprocessing"))
     except (VitedgeError, TypeError) as exc:
         raise VitedgeError(f"{rt.path}: bad preprocessing in its metadata ({exc})") from None
-    declared = list(((meta.get("input") or {}).get("shape")) or [])
-    if len(declared) == 4 and isinstance(declared[1], int) and isinstance(declared[2], int):
+    declared = _field(meta, "input", dict, where).get("shape") or []
+    if not isinstance(declared, list):
+        raise VitedgeError(f"{where}: its metadata's input shape is not a list")
+    if len(declared) == 4 and all(type(d) is int for d in declared[1:3]):
         mh, mw = declared[1], declared[2]
+        check_input_size(mh, mw, where)
         if (h is not None and mh != h) or (w is not None and mw != w):
             problems.append(f"metadata says {mh}x{mw} input but the model takes {h}x{w}")
         h, w = h or mh, w or mw
     if h is None or w is None:
         raise VitedgeError(f"{rt.path}: the input size is neither fixed in the model nor in its metadata")
-    labels = [str(x) for x in (meta.get("labels") or [])]
+    labels = check_labels(meta.get("labels"), where)
     if classes is not None and len(labels) != classes:
         if labels:
             problems.append(f"metadata has {len(labels)} labels for {classes} outputs")
         labels = [f"class_{i}" for i in range(classes)]
-    scores = (meta.get("output") or {}).get("scores", "logits")
-    if scores not in ("logits", "probabilities"):
+    scores = _field(meta, "output", dict, where).get("scores", "logits")
+    if not isinstance(scores, str) or scores not in ("logits", "probabilities"):
         problems.append(f"unknown output.scores {scores!r}")
         scores = "auto"
     warning = f"{rt.path.name}: " + "; ".join(problems) + "; using what the model says" if problems else None
     return ModelInfo((h, w), tuple(labels), pre, scores, from_metadata=True, warning=warning)
+
+
+def _field(meta: dict, key: str, kind: type, where: str):
+    """meta[key] when it has the type vitedge writes there; an empty one when absent."""
+    value = meta.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise VitedgeError(f"{where}: its metadata's {key!r} is a {type(value).__name__}, not a {kind.__name__}")
+    return value
 
 
 def load_runtime(path: str | os.PathLike, threads: int | None = None, provider: str | None = None) -> Runtime:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..artifact import read_tflite_metadata
 from ..errors import VitedgeError
+from ..limits import check_input_shape, check_tensor_bytes
 from .base import Runtime, first_line
 
 # provider name -> OpResolverType member name
@@ -148,6 +149,17 @@ def _replay(lines: list[str]) -> None:
             print(line, file=sys.stderr)
 
 
+def _declared_bytes(interpreter) -> int:
+    """Bytes of every tensor in the model at its declared shapes (what allocate_tensors reserves)."""
+    total = 0
+    for detail in interpreter.get_tensor_details():
+        count = 1
+        for d in detail["shape"]:
+            count *= max(int(d), 1)
+        total += count * np.dtype(detail["dtype"]).itemsize
+    return total
+
+
 class LiteRTRuntime(Runtime):
     name = "litert"
 
@@ -161,6 +173,9 @@ class LiteRTRuntime(Runtime):
         try:
             with _native_stderr(native):
                 self.interpreter = new_interpreter(model_path=self.path, threads=self.threads, provider=self.provider)
+                for detail in self.interpreter.get_input_details():  # before their memory exists
+                    check_input_shape(self._shape(detail), str(self.path))
+                check_tensor_bytes(_declared_bytes(self.interpreter), str(self.path))
                 self.interpreter.allocate_tensors()  # XNNPACK is applied here
         except VitedgeError:
             raise

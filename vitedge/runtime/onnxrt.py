@@ -6,12 +6,11 @@ neither the `onnx` package nor a second load of the file.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ..artifact import METADATA_KEY
 from ..errors import VitedgeError
+from ..limits import check_input_shape, load_metadata_json
 from .base import Runtime, first_line
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -78,11 +77,17 @@ class OnnxRuntime(Runtime):
             self.session = new_session(self.path, threads=self.threads, provider=self.provider)
         except Exception as exc:
             raise VitedgeError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
-        self.metadata = self._read_metadata()
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        try:  # ONNX Runtime decodes names and metadata as UTF-8 only when asked
+            self.metadata = self._read_metadata()
+            inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+            [(i.name, i.type, i.shape) for i in (*inputs, *outputs)]
+        except UnicodeDecodeError:
+            raise VitedgeError(f"{self.path}: its tensor names or metadata are not valid UTF-8 "
+                               "(a damaged file)") from None
         if len(inputs) != 1 or len(outputs) < 1:
             raise VitedgeError(f"{self.path}: {len(inputs)} inputs; an image classifier has one")
         self._in, self._out = inputs[0], outputs[0]
+        check_input_shape([d if isinstance(d, int) else None for d in self._in.shape], str(self.path))
         if self._in.type not in _FLOAT_TYPES:
             raise VitedgeError(f"{self.path}: input {self._in.name} is {self._in.type}; "
                                "vitedge feeds float tensors (quantized ONNX models keep float I/O)")
@@ -90,15 +95,7 @@ class OnnxRuntime(Runtime):
 
     def _read_metadata(self) -> dict | None:
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is None:
-            return None
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            raise VitedgeError(f"{self.path}: its vitedge metadata is not valid JSON") from None
-        if not isinstance(meta, dict):
-            raise VitedgeError(f"{self.path}: its vitedge metadata is not a JSON object")
-        return meta
+        return None if raw is None else load_metadata_json(raw, str(self.path))
 
     @staticmethod
     def _shape(arg) -> tuple:

@@ -19,6 +19,7 @@ from ..formats.openvino import (
     read_ir_model,
     weights_path,
 )
+from ..limits import check_input_shape
 from .base import Runtime
 
 _MAX_COMPILED = 4  # batch sizes kept compiled at once
@@ -60,6 +61,8 @@ class OpenVinoRuntime(Runtime):
         if in_type not in ("f32", "f16"):
             raise VitedgeError(f"{self.path}: input is {in_type}; vitedge feeds float tensors")
         self._core, self._model = core, model
+        check_input_shape(self._raw_in, str(self.path))  # before compiling allocates for it
+        self.info  # noqa: B018 - declared sizes and metadata checked before compiling too
         # The latency hint: one stream, every thread on the one request (what predict and bench time).
         # f32 inference precision: OpenVINO's CPU default is bf16 on AMX/AVX512-bf16 chips and f16
         # on ARM, which would make an "fp32" artifact something else than what export verified.
