@@ -29,7 +29,8 @@ BUILTIN_MODULES = (
 ENTRY_POINT_GROUP = "vitedge.formats"
 
 _REGISTRY: dict[str, ArtifactFormat] = {}
-_loaded = False
+_builtins_loaded = False
+_plugins_loaded = False
 
 
 def register(fmt: ArtifactFormat) -> ArtifactFormat:
@@ -44,23 +45,38 @@ def register(fmt: ArtifactFormat) -> ArtifactFormat:
     return fmt
 
 
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for module in BUILTIN_MODULES:
+            register(importlib.import_module(module).FORMAT)
+
+
 def _load() -> None:
-    global _loaded
-    if _loaded:
+    """Built-in formats, then the entry-point plug-ins (which add formats, never replace one).
+
+    Scanning entry points imports importlib.metadata and reads every installed package's
+    metadata (tens of ms), so `get` and `for_path` look at the built-in formats first and scan
+    only for a name or suffix they do not know: predict's cold start does not pay for it."""
+    global _plugins_loaded
+    _load_builtins()
+    if _plugins_loaded:
         return
-    _loaded = True
-    for module in BUILTIN_MODULES:
-        register(importlib.import_module(module).FORMAT)
+    _plugins_loaded = True
     try:
         from importlib.metadata import entry_points
 
         found = entry_points(group=ENTRY_POINT_GROUP)
     except Exception:  # broken package metadata must not stop the built-in formats
         found = ()
+    builtin = set(_REGISTRY)
     for ep in found:
         try:
-            register(ep.load())
-        except Exception:  # a third-party plug-in that fails to import is skipped, not fatal
+            fmt = ep.load()
+            if fmt.name not in builtin:
+                register(fmt)
+        except Exception:  # a third-party plug-in that fails to import or clashes is skipped, not fatal
             continue
 
 
@@ -76,8 +92,11 @@ def names() -> list[str]:
 
 def get(name: str) -> ArtifactFormat:
     """The format called `name`; a UsageError naming the choices otherwise."""
-    _load()
+    _load_builtins()
     fmt = _REGISTRY.get(str(name).lower())
+    if fmt is None:
+        _load()
+        fmt = _REGISTRY.get(str(name).lower())
     if fmt is None:
         raise UsageError(f"unknown format {name!r}; choose {', '.join(names())}")
     return fmt
@@ -91,6 +110,10 @@ def suffixes() -> dict[str, str]:
 def for_path(path: str | os.PathLike) -> ArtifactFormat:
     """The format of a file, from its suffix; a clear VitedgeError for any other suffix."""
     suffix = Path(path).suffix.lower()
+    _load_builtins()
+    for fmt in _REGISTRY.values():
+        if suffix in fmt.suffixes:
+            return fmt
     table = suffixes()
     if suffix not in table:
         known = list(table)
