@@ -76,7 +76,7 @@ class Sshd:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation folder
         self.log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stderr=self.log,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -60,6 +60,17 @@ def data(tmp_path_factory):
     return folder
 
 
+def old_vitedge_python(tmp_path: Path) -> str:
+    """A device Python whose vitedge is another version (0.0.1) than this checkout's."""
+    stub = tmp_path / "old" / "vitedge"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text('__version__ = "0.0.1"\n')
+    path = tmp_path / "old-python"
+    path.write_text(f"#!/bin/sh\nPYTHONPATH={stub.parent} exec {sys.executable} \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 def device_args(sshd, device_python, remote, *extra):
     return ["--device", sshd.url, "--ssh-config", sshd.client_config, "--device-python", device_python,
             "--remote-dir", remote, *extra]
@@ -91,7 +102,7 @@ def test_device_rows_match_local_rows(sshd, device_python, artifacts, data, tmp_
 
 
 def test_device_scores_equal_local_scores_and_files_are_copied_once(sshd, device_python, artifacts, tmp_path):
-    from vitedge.bench.dataset import random_data, prepare_inputs
+    from vitedge.bench.dataset import prepare_inputs, random_data
     from vitedge.bench.remote import SshDevice, SshOptions, parse_device
     from vitedge.bench.runner import Settings, run_worker
     from vitedge.preprocess import Preprocessing
@@ -133,14 +144,24 @@ def test_unreachable_host_is_one_line(artifacts, sshd, device_python, tmp_path):
     assert proc.returncode == 1 and "Connection refused" in line
 
 
-def test_unknown_host_key_is_refused_unless_accepted(artifacts, sshd, device_python, tmp_path):
+def _unknown_host_args(artifacts, sshd, device_python, tmp_path):
     known = tmp_path / "known_hosts"
     known.write_text("")
     config = sshd.write_client_config(tmp_path / "cfg", sshd.user_key, known)
-    args = ["bench", artifacts["onnx"], "--device", sshd.url, "--ssh-config", config, "--device-python",
-            device_python, "--remote-dir", tmp_path / "r", "--limit", "2", "--runs", "2", "--warmup", "0"]
+    return known, ["bench", artifacts["onnx"], "--device", sshd.url, "--ssh-config", config, "--device-python",
+                   device_python, "--remote-dir", tmp_path / "r", "--limit", "2", "--runs", "2", "--warmup", "0"]
+
+
+def test_unknown_host_key_is_refused(artifacts, sshd, device_python, tmp_path):
+    known, args = _unknown_host_args(artifacts, sshd, device_python, tmp_path)
     line = assert_one_line_error(run_cli(*args, timeout=120))
     assert "Host key verification failed" in line and "--accept-new-host-key" in line
+    assert known.read_text() == ""
+
+
+@pytest.mark.slow
+def test_accept_new_host_key_trusts_a_first_seen_host(artifacts, sshd, device_python, tmp_path):
+    known, args = _unknown_host_args(artifacts, sshd, device_python, tmp_path)
     proc = run_cli(*args, "--accept-new-host-key", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "127.0.0.1" in known.read_text()
@@ -156,16 +177,12 @@ def test_refused_key_no_python_and_no_vitedge_fail_the_device_rows_only(artifact
                                                                                   tmp_path / "r"), timeout=120))
     assert "no Python at '/nonexistent/python3'" in line
     # next to a local run: the local rows stay, the device's are failed rows, exit 1
-    bare = tmp_path / "bare-python"
-    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -I \"$@\"\n")  # -I: no checkout on the path
-    bare.chmod(0o755)
     proc = run_cli("bench", artifacts["onnx"], "--limit", "2", "--runs", "2", "--warmup", "0", "--json", "-",
-                   "--device", "local", *device_args(sshd, str(bare), tmp_path / "r"), timeout=120)
+                   "--device", "local", *device_args(sshd, old_vitedge_python(tmp_path), tmp_path / "r"), timeout=120)
     assert proc.returncode == 1
     local, there = json.loads(proc.stdout)["rows"]
     assert local["status"] == "ok" and there["status"] == "failed" and there["device"] == sshd.url
-    if there["error"].startswith("device: ") and "vitedge" in there["error"]:
-        assert "--install" in there["error"]
+    assert there["error"].startswith("device: ") and "vitedge 0.0.1" in there["error"] and "--install" in there["error"]
 
 
 def _wait_for_pid(run_root: Path, timeout: float = 60) -> int:

@@ -74,6 +74,11 @@ if out["vitedge"]:
         out["machine"] = machine_info()
     except Exception as exc:
         out["machine_error"] = (type(exc).__name__ + ": " + str(exc))[:200]
+    try:  # what `vitedge doctor --json` prints there
+        from vitedge.doctor import report
+        out["doctor"] = report()
+    except Exception as exc:
+        out["doctor_error"] = (type(exc).__name__ + ": " + str(exc))[:200]
 print(json.dumps(out))
 """
 
@@ -157,12 +162,37 @@ class Ssh:
 
     def __init__(self, target: SshTarget, options: SshOptions):
         self.target, self.options = target, options
+        self.control: str | None = None  # the master connection's socket, once open
 
     def _common(self) -> list[str]:
         o = self.options
         args = ["-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={'accept-new' if o.accept_new_host_key else 'yes'}",
                 "-o", f"ConnectTimeout={o.connect_timeout}", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+        if self.control:  # no master (gone or never made): ssh connects on its own
+            args += ["-o", f"ControlPath={self.control}", "-o", "ControlMaster=no"]
         return (["-F", o.config] if o.config else []) + args
+
+    def open_master(self, folder: str) -> None:
+        """One authenticated connection that every later ssh/scp call rides on (a handshake costs
+        most of a second on a Pi): `ssh -M -N -f`, its stderr to a file (a pipe would stay open in
+        the background process). Raises VitedgeError with ssh's reason when it cannot connect."""
+        control = f"{folder}/cm-%C"
+        port = ["-p", str(self.target.port)] if self.target.port else []
+        err_path = Path(folder) / "master.err"
+        with open(err_path, "w") as err:
+            proc = subprocess.run(["ssh", *self._common(), *port, "-M", "-N", "-f", "-o", f"ControlPath={control}",
+                                   "-o", "ControlPersist=600", "--", self.target.destination],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                  timeout=self.options.connect_timeout + 60)
+        if proc.returncode != 0:
+            raise VitedgeError(f"cannot connect: {ssh_error(err_path.read_text(errors='replace'))}")
+        self.control = control
+
+    def close_master(self) -> None:
+        if self.control:
+            subprocess.run(["ssh", *self._common(), "-O", "exit", "--", self.target.destination],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+            self.control = None
 
     def ssh_argv(self, command: str) -> list[str]:
         port = ["-p", str(self.target.port)] if self.target.port else []
@@ -264,6 +294,7 @@ class SshDevice:
         self.free_bytes: int | None = None
         self.timeout = 900.0
         self.jobs = 0
+        self.local_tmp: str | None = None
 
     # ------------------------------------------------------------------------ start ---
     def _python(self, script: str, *args: str, timeout: float = CONTROL_TIMEOUT_S) -> dict:
@@ -283,6 +314,11 @@ class SshDevice:
     def start(self, settings: Settings) -> None:
         """Connect, check the device's Python and vitedge (install it with --install), make the work folder."""
         self.timeout = settings.timeout
+        self.local_tmp = tempfile.mkdtemp(prefix="vitedge-ssh-")
+        try:
+            self.ssh.open_master(self.local_tmp)
+        except subprocess.TimeoutExpired:
+            raise VitedgeError(f"cannot connect: no answer from {self.target.destination}") from None
         probe = self._python(PROBE, self.work)
         if probe.get("vitedge") != __version__:
             found = (f"vitedge {probe['vitedge']}" if probe.get("vitedge")
@@ -301,7 +337,7 @@ class SshDevice:
         self.info = {"python_path": self.python, "vitedge_path": probe.get("vitedge_path"), **machine}
         if settings.threads_auto:
             self.threads = machine.get("usable_cores") or machine.get("cores") or None
-        self.info["doctor"] = self._doctor()
+        self.info["doctor"] = probe.get("doctor") or {"error": probe.get("doctor_error")}
         self._ssh_ok(shlex.join(["mkdir", "-p", "--", f"{self.work}/files", self.run_dir]), "making the work folder")
         self.started = True
 
@@ -309,14 +345,6 @@ class SshDevice:
         proc = self.ssh.run(command)
         if proc.returncode != 0:
             raise VitedgeError(f"{what} failed: {ssh_error(proc.stderr)}")
-
-    def _doctor(self) -> dict | None:
-        """`vitedge doctor --json` of the device (its runtimes, CPU flags, int8 recipe), or None."""
-        proc = self.ssh.run(shlex.join([self.python, "-m", "vitedge", "doctor", "--json"]))
-        try:
-            return json.loads(proc.stdout) if proc.returncode == 0 else None
-        except ValueError:
-            return None
 
     def _install(self) -> None:
         venv = f"{self.base}/venv-{__version__}"
@@ -424,8 +452,17 @@ class SshDevice:
 
     def close(self) -> list[str]:
         """Stop what is left and remove the work folder (unless keep); returns warnings."""
-        if not self.started:
-            return []
+        try:
+            return self._clean_up() if self.started else []
+        finally:
+            try:
+                self.ssh.close_master()
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            if self.local_tmp:
+                shutil.rmtree(self.local_tmp, ignore_errors=True)
+
+    def _clean_up(self) -> list[str]:
         run = shlex.quote(self.run_dir)
         stop = f"for f in {run}/*.pid; do test -f \"$f\" && kill -9 \"$(cat \"$f\")\" 2>/dev/null; done; "
         command = stop + ("true" if self.keep else f"rm -rf -- {shlex.quote(self.work)}")
