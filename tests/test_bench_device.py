@@ -275,3 +275,24 @@ def test_bad_device_values_are_usage_errors(artifacts):
         proc = run_cli("bench", artifacts["onnx"], "--device", bad)
         line = assert_one_line_error(proc)
         assert proc.returncode == 2 and "--device" in line, bad
+
+
+@pytest.mark.slow
+def test_install_puts_this_version_into_a_venv_on_the_device(sshd, artifacts, tmp_path):
+    from vitedge import __version__
+
+    remote = tmp_path / "remote"
+    args = ["bench", artifacts["onnx"], "--limit", "2", "--runs", "2", "--warmup", "0", "--json", "-",
+            *device_args(sshd, old_vitedge_python(tmp_path), remote)]
+    line = assert_one_line_error(run_cli(*args, timeout=120))
+    assert "vitedge 0.0.1" in line and "--install" in line
+    proc = run_cli(*args, "--install", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rows"][0]["status"] == "ok"
+    venv = remote / f"venv-{__version__}"
+    (site,) = venv.glob("lib/python*/site-packages")
+    assert (site / "vitedge" / "bench" / "remote.py").read_text() == (REPO / "vitedge/bench/remote.py").read_text()
+    dev = next(d for d in report["devices"] if d["device"] == sshd.url)
+    assert dev["python_path"] == f"{venv}/bin/python" and Path(dev["vitedge_path"]) == site / "vitedge"
+    assert not (remote / "work").exists() and venv.is_dir()  # the work folder goes, the install stays

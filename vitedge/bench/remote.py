@@ -108,8 +108,9 @@ with zipfile.ZipFile(wheel) as zf:
 check = ("import importlib.metadata as md, json, sys\nmissing = []\nfor dist in json.loads(sys.argv[1]):\n"
          "    try:\n        md.version(dist)\n    except md.PackageNotFoundError:\n        missing.append(dist)\n"
          "import vitedge\nprint(json.dumps({'missing': missing, 'vitedge': vitedge.__version__}))")
+env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}  # the venv as it is
 got = subprocess.run([os.path.join(venv, "bin", "python"), "-c", check, json.dumps(requires)],
-                     capture_output=True, text=True, check=True)
+                     capture_output=True, text=True, check=True, env=env)
 print(got.stdout.strip().splitlines()[-1])
 """
 
