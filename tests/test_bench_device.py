@@ -296,3 +296,26 @@ def test_install_puts_this_version_into_a_venv_on_the_device(sshd, artifacts, tm
     dev = next(d for d in report["devices"] if d["device"] == sshd.url)
     assert dev["python_path"] == f"{venv}/bin/python" and Path(dev["vitedge_path"]) == site / "vitedge"
     assert not (remote / "work").exists() and venv.is_dir()  # the work folder goes, the install stays
+
+
+@pytest.mark.slow
+def test_int8_auto_times_the_candidates_on_the_device(sshd, device_python, tiny_model, calib_dir, tmp_path):
+    proc = run_cli("export", "--model", tiny_model, "--format", "onnx", "--int8", "auto", "--calib", calib_dir,
+                   "--out", tmp_path / "out", "--device", sshd.url, "--ssh-config", sshd.client_config,
+                   "--device-python", device_python, "--remote-dir", tmp_path / "remote", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    selection = result["recipe"]["selection"]
+    assert selection["mode"] == "auto" and selection["device"] == sshd.url
+    assert selection["device_machine"]["cpu"] and selection["chosen"] in {c["recipe"] for c in selection["candidates"]}
+    assert f"on {sshd.url}" in proc.stderr and not (tmp_path / "remote" / "work").exists()
+    from vitedge.artifact import read_onnx_metadata
+
+    meta = read_onnx_metadata(result["path"])
+    assert meta["recipe"]["selection"]["device"] == sshd.url  # recorded in the artifact
+
+
+def test_export_device_needs_int8_auto(tiny_model, sshd, tmp_path):
+    line = assert_one_line_error(run_cli("export", "--model", tiny_model, "--format", "onnx", "--out", tmp_path,
+                                         "--device", sshd.url))
+    assert "--int8 auto" in line

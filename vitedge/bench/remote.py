@@ -462,6 +462,7 @@ class SshDevice:
                 pass
             if self.local_tmp:
                 shutil.rmtree(self.local_tmp, ignore_errors=True)
+            self.started, self.local_tmp = False, None  # start() may open it again (export: once per format)
 
     def _clean_up(self) -> list[str]:
         run = shlex.quote(self.run_dir)
