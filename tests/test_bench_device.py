@@ -71,6 +71,21 @@ def old_vitedge_python(tmp_path: Path) -> str:
     return str(path)
 
 
+def external_data_copy(onnx_path: Path, folder: Path) -> Path:
+    """The ONNX model again with its weights in an external-data file beside it (weights.data)."""
+    import onnx
+
+    from vitedge import formats
+
+    folder.mkdir()
+    out = folder / "tiny-external.onnx"
+    onnx.save_model(onnx.load(str(onnx_path)), str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.data", size_threshold=1024)
+    assert formats.get("onnx").weights_paths(out) == [folder / "weights.data"]
+    assert formats.get("onnx").weights_paths(onnx_path) == []
+    return out
+
+
 def device_args(sshd, device_python, remote, *extra):
     return ["--device", sshd.url, "--ssh-config", sshd.client_config, "--device-python", device_python,
             "--remote-dir", remote, *extra]
@@ -113,8 +128,9 @@ def test_device_scores_equal_local_scores_and_files_are_copied_once(sshd, device
     device = SshDevice(parse_device(sshd.url), SshOptions(config=str(sshd.client_config)), device_python,
                        str(tmp_path / "remote"), keep=True)
     device.start(Settings(threads=1, timeout=120))
+    external = external_data_copy(artifacts["onnx"], tmp_path / "ext")
     try:
-        for fmt, path in artifacts.items():
+        for fmt, path in [*artifacts.items(), ("external", external)]:
             job = {"path": str(path), "kind": "runtime", "threads": 1, "provider": None,
                    "inputs": inputs.job(range(len(data))), "batch": 1, "warmup": 0, "runs": 2}
             here = run_worker({**job, "scores": str(tmp_path / f"{fmt}-local.npy")}, 120, tmp_path / "l.err")
@@ -125,7 +141,8 @@ def test_device_scores_equal_local_scores_and_files_are_copied_once(sshd, device
             np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
             assert (a.argmax(1) == b.argmax(1)).all()
         stored = sorted((tmp_path / "remote" / "work" / "files").iterdir())
-        assert len(stored) == 3  # two artifacts and one input file, each once
+        assert len(stored) == 4  # three artifacts and one input file, each once
+        assert any((p / "weights.data").is_file() for p in stored)  # the external data went with its model
         stamps = {p: p.stat().st_mtime_ns for p in stored}
         again = device.run_worker({**job, "scores": str(tmp_path / "again.npy")}, 120, tmp_path / "a.err")
         assert again["event"] == "result"
