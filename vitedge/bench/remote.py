@@ -361,14 +361,16 @@ class SshDevice:
                                f"('{self.python} -m pip install ...' or Debian's packages), then run again")
 
     # --------------------------------------------------------------------- transfer ---
-    def _upload(self, paths: list[Path]) -> list[str]:
-        """Copy files that belong together (an artifact and its weights) into files/<hash>/ once."""
+    def _upload(self, paths: list[Path], names: list[str] | None = None) -> list[str]:
+        """Copy files that belong together (an artifact and its weights) into files/<hash>/ once;
+        `names`: their paths inside that folder (default: the file names)."""
+        names = names or [p.name for p in paths]
         h = hashlib.sha256()
-        for p in paths:
-            h.update(p.name.encode() + b"\0" + self._hash(p).encode() + b"\0")
+        for p, name in zip(paths, names, strict=True):
+            h.update(name.encode() + b"\0" + self._hash(p).encode() + b"\0")
         key = h.hexdigest()[:32]
         folder = f"{self.work}/files/{key}"
-        remote = [f"{folder}/{p.name}" for p in paths]
+        remote = [f"{folder}/{name}" for name in names]
         if key in self.have:
             return remote
         need = sum(p.stat().st_size for p in paths)
@@ -376,8 +378,13 @@ class SshDevice:
             raise VitedgeError(f"not enough disk space on the device: {need / 1e6:.1f} MB to copy into "
                                f"{self.work}, {self.free_bytes / 1e6:.1f} MB free")
         part = f"{folder}.part-{uuid.uuid4().hex[:8]}"
-        self._ssh_ok(shlex.join(["mkdir", "-p", "--", part]), "making a folder on the device")
-        self.ssh.copy([str(p) for p in paths], self.ssh.remote(part + "/"), self.timeout)
+        groups: dict[str, list[str]] = {}  # sub-folder -> files (external data may sit in one)
+        for p, name in zip(paths, names, strict=True):
+            groups.setdefault(name.rpartition("/")[0], []).append(str(p))
+        self._ssh_ok(shlex.join(["mkdir", "-p", "--", *(f"{part}/{sub}".rstrip("/") for sub in groups)]),
+                     "making a folder on the device")
+        for sub, files in groups.items():
+            self.ssh.copy(files, self.ssh.remote(f"{part}/{sub}".rstrip("/") + "/"), self.timeout)
         # Renamed only once complete: a folder named by a hash always holds those files whole.
         self._ssh_ok(f"mv -T -- {shlex.quote(part)} {shlex.quote(folder)} 2>/dev/null || rm -rf -- {shlex.quote(part)}",
                      "moving the copied files into place")
@@ -399,7 +406,13 @@ class SshDevice:
             extra = formats.for_path(local).weights_paths(local)
         except VitedgeError:
             extra = []  # a .keras reference: the worker will say what it lacks
-        return self._upload([local, *(p for p in extra if p.is_file())])[0]
+        extra = [p for p in extra if p.is_file()]
+        folder = local.resolve().parent
+        names = [local.name] + [p.resolve().relative_to(folder).as_posix() if p.resolve().is_relative_to(folder)
+                                else p.name for p in extra]
+        if any(not REMOTE_DIR_RE.match(n) or ".." in n.split("/") for n in names):
+            raise VitedgeError(f"{local}: a file name with characters the device copy does not take: {names}")
+        return self._upload([local, *extra], names)[0]
 
     def _remote_job(self, job: dict, scores: dict) -> dict:
         """The job with every local path replaced by its copy on the device (copied if needed)."""
