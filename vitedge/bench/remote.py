@@ -279,10 +279,14 @@ class SshDevice:
 
     def __init__(self, target: SshTarget, options: SshOptions, python: str = "python3",
                  remote_dir: str = DEFAULT_REMOTE_DIR, keep: bool = False, install: bool = False):
+        remote_dir = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # see `python` below
         if not REMOTE_DIR_RE.match(remote_dir) or ".." in remote_dir.split("/"):
             raise UsageError(f"--remote-dir {remote_dir}: letters, digits and ._/+- only, no '..'")
         self.target, self.ssh = target, Ssh(target, options)
         self.name = target.spec
+        # ~/ is the login folder, where every remote command starts: a relative path says the same
+        # without relying on the remote shell's tilde expansion (the path is quoted).
+        python = python[2:] if python.startswith("~/") else python
         self.python, self.keep, self.install = python, keep, install
         self.base = remote_dir.rstrip("/") or "/"
         self.work = f"{self.base}/work"
