@@ -95,7 +95,7 @@ def test_device_rows_match_local_rows(sshd, device_python, artifacts, data, tmp_
     remote = tmp_path / "remote"
     proc = run_cli("bench", artifacts["tflite"], artifacts["onnx"], "--data", data, "--runs", "3", "--warmup", "1",
                    "--threads", "1", "--device", "local", *device_args(sshd, device_python, remote),
-                   "--json", tmp_path / "b.json", "--csv", tmp_path / "b.csv")
+                   "--json", tmp_path / "b.json", "--csv", tmp_path / "b.csv", "--plot", tmp_path / "b.png")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "b.json").read_text())
     rows = report["rows"]
@@ -114,6 +114,11 @@ def test_device_rows_match_local_rows(sshd, device_python, artifacts, data, tmp_
     csv_text = (tmp_path / "b.csv").read_text()
     assert "device_cpu" in csv_text.splitlines()[0] and sshd.url in csv_text
     assert not (remote / "work").exists(), "the work folder is removed after the run"
+    from vitedge.bench.plot import plot_points
+
+    labels = [p["artifact"] for p in plot_points(report)[1]]
+    assert len(set(labels)) == 4 and sum("@ local" in x for x in labels) == 2
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_device_scores_equal_local_scores_and_files_are_copied_once(sshd, device_python, artifacts, tmp_path):
