@@ -39,17 +39,9 @@ def device_python(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, tiny_model, calib_dir):
-    """fp32 TFLite and ONNX files of the tiny model (exported once for the module)."""
-    from vitedge.export import export_artifacts
-
-    out = tmp_path_factory.mktemp("dev-artifacts")
-    found = {}
-    for fmt in ("tflite", "onnx"):
-        for r in export_artifacts(tiny_model, formats=fmt, precisions="fp32", calib_dir=calib_dir, out_dir=out,
-                                  scores="logits"):
-            found[fmt] = r.path
-    return found
+def artifacts(tiny_artifacts):
+    """fp32 TFLite and ONNX files of the tiny model (the session's exports, shared with test_bench)."""
+    return {"tflite": tiny_artifacts[("tflite", "fp32")], "onnx": tiny_artifacts[("onnx", "fp32")]}
 
 
 @pytest.fixture(scope="module")
