@@ -173,7 +173,6 @@ def test_unknown_host_key_is_refused(artifacts, sshd, device_python, tmp_path):
     assert known.read_text() == ""
 
 
-@pytest.mark.slow
 def test_accept_new_host_key_trusts_a_first_seen_host(artifacts, sshd, device_python, tmp_path):
     known, args = _unknown_host_args(artifacts, sshd, device_python, tmp_path)
     proc = run_cli(*args, "--accept-new-host-key", timeout=120)
@@ -197,6 +196,25 @@ def test_refused_key_no_python_and_no_vitedge_fail_the_device_rows_only(artifact
     local, there = json.loads(proc.stdout)["rows"]
     assert local["status"] == "ok" and there["status"] == "failed" and there["device"] == sshd.url
     assert there["error"].startswith("device: ") and "vitedge 0.0.1" in there["error"] and "--install" in there["error"]
+
+
+def test_a_full_device_disk_fails_its_rows_and_keeps_the_local_ones(sshd, device_python, artifacts, tmp_path):
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a 1 MB tmpfs here (needs root) for the device's work folder")
+    try:
+        proc = run_cli("bench", artifacts["onnx"], "--limit", "2", "--runs", "2", "--warmup", "0", "--json", "-",
+                       "--device", "local", *device_args(sshd, device_python, small / "remote"), timeout=120)
+        assert proc.returncode == 1
+        local, there = json.loads(proc.stdout)["rows"]
+        assert local["status"] == "ok" and there["status"] == "failed"
+        assert there["error"].startswith("copy: not enough disk space on the device"), there["error"]
+        assert not (small / "remote" / "work").exists()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 def _wait_for_pid(run_root: Path, timeout: float = 60) -> int:
