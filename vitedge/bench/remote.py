@@ -182,7 +182,7 @@ class Ssh:
         err_path = Path(folder) / "master.err"
         with open(err_path, "w") as err:
             proc = subprocess.run(["ssh", *self._common(), *port, "-M", "-N", "-f", "-o", f"ControlPath={control}",
-                                   "-o", "ControlPersist=600", "--", self.target.destination],
+                                   "-o", "ControlPersist=60", "--", self.target.destination],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                   timeout=self.options.connect_timeout + 60)
         if proc.returncode != 0:
@@ -300,6 +300,7 @@ class SshDevice:
         self.timeout = 900.0
         self.jobs = 0
         self.local_tmp: str | None = None
+        self.made_work = False  # something written into the work folder (close removes it)
 
     # ------------------------------------------------------------------------ start ---
     def _python(self, script: str, *args: str, timeout: float = CONTROL_TIMEOUT_S) -> dict:
@@ -355,7 +356,8 @@ class SshDevice:
         venv = f"{self.base}/venv-{__version__}"
         with tempfile.TemporaryDirectory(prefix="vitedge-wheel-") as tmp:
             wheel = build_wheel(Path(tmp))
-            self._ssh_ok(shlex.join(["mkdir", "-p", "--", f"{self.work}/files"]), "making the work folder")
+            self.made_work = True
+            self._ssh_ok(shlex.join(["mkdir", "-p", "--", f"{self.work}/files", self.run_dir]), "making the work folder")
             remote_wheel = self._upload([wheel])[0]
         got = self._python(INSTALL, venv, remote_wheel, json.dumps(core_requirements()), timeout=self.timeout)
         self.python = f"{venv}/bin/python"
@@ -471,7 +473,7 @@ class SshDevice:
     def close(self) -> list[str]:
         """Stop what is left and remove the work folder (unless keep); returns warnings."""
         try:
-            return self._clean_up() if self.started else []
+            return self._clean_up() if self.started or self.made_work else []
         finally:
             try:
                 self.ssh.close_master()
@@ -479,7 +481,7 @@ class SshDevice:
                 pass
             if self.local_tmp:
                 shutil.rmtree(self.local_tmp, ignore_errors=True)
-            self.started, self.local_tmp = False, None  # start() may open it again (export: once per format)
+            self.started, self.made_work, self.local_tmp = False, False, None  # start() may open it again (export: once per format)
 
     def _clean_up(self) -> list[str]:
         run = shlex.quote(self.run_dir)

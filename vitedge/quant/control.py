@@ -120,8 +120,8 @@ def select(outcomes: list[Outcome], fp32_path: Path, threads: int = 2, fmt: str 
     if device is not None:
         from ..bench.runner import Settings
 
-        device.start(Settings(threads=threads, threads_auto=True))
         try:
+            device.start(Settings(threads=threads, threads_auto=True))
             threads = device.threads or threads
             say(f"{fmt} int8 auto: timing the candidates on {device.name} ({device.info.get('cpu')}, {threads} threads)")
             timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads, device=device)
