@@ -351,3 +351,17 @@ def test_export_device_needs_int8_auto(tiny_model, sshd, tmp_path):
     line = assert_one_line_error(run_cli("export", "--model", tiny_model, "--format", "onnx", "--out", tmp_path,
                                          "--device", sshd.url))
     assert "--int8 auto" in line
+
+
+def test_keep_remote_keeps_the_copies_for_the_next_run(sshd, device_python, artifacts, tmp_path):
+    remote = tmp_path / "remote"
+    args = ["bench", artifacts["onnx"], "--limit", "2", "--runs", "2", "--warmup", "0", "--keep-remote",
+            *device_args(sshd, device_python, remote)]
+    first = run_cli(*args, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "work folder kept" in first.stderr
+    stored = {p: p.stat().st_mtime_ns for p in (remote / "work" / "files").iterdir()}
+    assert len(stored) == 2  # the model and the input rows
+    second = run_cli(*args, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert {p: p.stat().st_mtime_ns for p in (remote / "work" / "files").iterdir()} == stored  # nothing copied again
