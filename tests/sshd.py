@@ -29,6 +29,15 @@ def missing() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the sshd child before exec: its own session, and killed if the test process dies
+    without stopping it (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,7 +85,7 @@ class Sshd:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation folder
         self.log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stderr=self.log,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
