@@ -18,7 +18,7 @@ MODEL ?= models/fmnist-vit.keras
 ARTIFACTS ?= out
 STEM ?= $(basename $(notdir $(MODEL)))
 
-.PHONY: install install-dev test test-all lint demo fmnist fmnist-deb data model clean bench bench-startup bench-photo pi-check bench-int8 mediapipe
+.PHONY: install install-dev test test-all lint demo fmnist fmnist-deb sshd-deb data model clean bench bench-startup bench-photo pi-check bench-int8 mediapipe
 
 install: $(STAMP)
 
@@ -54,6 +54,17 @@ fmnist-deb:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; }
 
+# OpenSSH's server for tests/test_bench_device.py (`bench --device ssh://...`): the tests start their
+# own sshd on 127.0.0.1 with throw-away keys; this only puts /usr/sbin/sshd on the machine (root or
+# sudo; without either the SSH tests skip and say why).
+SSHD := /usr/sbin/sshd
+sshd-deb:
+	@test -x $(SSHD) || { \
+	  echo "installing Debian package openssh-server (for the bench --device tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "not root and no sudo: the bench --device tests will skip"; exit 0; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server openssh-client; }
+
 # Fashion-MNIST as an ImageFolder tree (PNG files): $(DATA)/train and $(DATA)/test.
 data: install
 	@test -d $(DATA)/test || $(BIN)/vitedge data fashion-mnist --out $(DATA)
@@ -69,15 +80,15 @@ model: data
 	$(BIN)/vitedge train --data $(DATA)/train --init $(STAGES)2.keras --epochs 4 --lr 2e-4 --val-split 0 \
 	  --augment flip-shift --test-data $(DATA)/test -o $(MODEL) --force
 
-test: install-dev fmnist $(MEDIAPIPE_STAMP)
+test: install-dev fmnist $(MEDIAPIPE_STAMP) sshd-deb
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install-dev fmnist $(MEDIAPIPE_STAMP)
+test-all: install-dev fmnist $(MEDIAPIPE_STAMP) sshd-deb
 	$(BIN)/python -m pytest -q
 
 # Only the tests marked slow (docs/testing.md): the checks too long for make test's 10 minutes.
 .PHONY: test-slow
-test-slow: install-dev fmnist
+test-slow: install-dev fmnist sshd-deb
 	$(BIN)/python -m pytest -q -m slow
 
 # The model, preprocessing, predict, OpenVINO and layering tests on another Python in its own

@@ -35,7 +35,12 @@ def plot_points(report: dict) -> tuple[str, list[dict]]:
     rows = [r for r in report["rows"] if r["status"] == "ok" and r["p50_ms"] is not None]
     key, name = ("top1", "top-1 accuracy (%)") if any(r["top1"] is not None for r in rows) else \
         ("agreement_top1", "top-1 agreement with the reference (%)")
-    return name, [{"artifact": r["artifact"], "format": r.get("format") or Path(r["artifact"]).suffix.lstrip("."),
+    several = len({r.get("device", "local") for r in rows}) > 1  # --device: say which machine each point is
+
+    def label(r: dict) -> str:
+        return f"{r['artifact']} @ {str(r.get('device', 'local')).removeprefix('ssh://')}" if several else r["artifact"]
+
+    return name, [{"artifact": label(r), "format": r.get("format") or Path(r["artifact"]).suffix.lstrip("."),
                    "precision": r.get("precision") or "?", "x": r["p50_ms"], "y": r[key]}
                   for r in rows if r[key] is not None]
 

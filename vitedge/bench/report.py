@@ -79,9 +79,29 @@ def build_report(result: dict, settings, data_dir: str | None) -> dict:
         "data": {"source": data.source, "labelled": data.labelled, "classes": data.classes,
                  "images": len(data), "found": data.found, "unreadable": len(data.unreadable),
                  "unreadable_files": [{"file": f, "error": e} for f, e in data.unreadable[:100]]},
-        "columns": [{"header": h, "key": k} for h, k in COLUMNS],
+        "columns": [{"header": h, "key": k} for h, k in table_columns(result["rows"])],
+        "devices": result.get("devices") or [],
         "rows": result["rows"],
     }
+
+
+def remote_rows(rows: list[dict]) -> bool:
+    return any(r.get("device", "local") != "local" for r in rows)
+
+
+def table_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """COLUMNS, with a device column after the artifact when some rows ran on another machine."""
+    return [COLUMNS[0], ("device", "device"), *COLUMNS[1:]] if remote_rows(rows) else COLUMNS
+
+
+def device_summary(device: dict) -> str:
+    """CPU, cores, OS, Python and runtime versions of one device, for a footnote."""
+    packages = device.get("packages") or {}
+    runtimes = ", ".join(f"{k} {packages[k]}" for k in ("onnxruntime", "ai-edge-litert", "tflite-runtime", "openvino")
+                         if k in packages)
+    parts = [device.get("cpu") or device.get("arch") or "?", f"{device.get('cores') or '?'} cores",
+             device.get("os") or "?", f"Python {device.get('python') or '?'}"] + ([runtimes] if runtimes else [])
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------- the table ---
@@ -96,6 +116,8 @@ def cell(row: dict, key: str) -> str:
             return "ok"
         text = f"FAILED {row['error']}"
         return text if len(text) <= STATUS_WIDTH else text[:STATUS_WIDTH - 3] + "..."
+    if key == "device":
+        return str(value or "local").removeprefix("ssh://")
     if key in ("delta_top1", "agreement_top1", "speedup") and row.get("reference") == row.get("artifact") and value is not None:
         return "ref"
     if value is None:
@@ -119,11 +141,12 @@ def cell(row: dict, key: str) -> str:
 
 def render_table(report: dict) -> str:
     rows = report["rows"]
-    headers = [h for h, _ in COLUMNS]
+    columns = table_columns(rows)
+    headers = [h for h, _ in columns]
     if any(r["reference"] and r["reference"] != r["artifact"] and _ref_precision(rows, r) != "fp32" for r in rows):
-        headers[[k for _, k in COLUMNS].index("delta_top1")] = "Δ top-1 vs ref"
-    right = [i for i, (_, k) in enumerate(COLUMNS) if k in NUMERIC]
-    table = format_table(headers, [[cell(r, k) for _, k in COLUMNS] for r in rows], right=right)
+        headers[[k for _, k in columns].index("delta_top1")] = "Δ top-1 vs ref"
+    right = [i for i, (_, k) in enumerate(columns) if k in NUMERIC]
+    table = format_table(headers, [[cell(r, k) for _, k in columns] for r in rows], right=right)
     return table + "\n" + "\n".join(footnotes(report))
 
 
@@ -162,7 +185,13 @@ def footnotes(report: dict) -> list[str]:
     notes.append(f"latency: ms per batch of {s['batch']}, {s['threads']} thread(s), {s['warmup']} warm-up + "
                  f"{s['runs']} timed runs" + (f" (or more, to fill {s['min_time_s']:g} s)" if s.get("min_time_s") else "")
                  + (f" in each of {s['rounds']} alternating rounds" if s.get("rounds", 1) > 1 else "")
-                 + f"; {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+                 + f"; {m['cpu']}, {m['cores']} cores, Python {m['python']}"
+                 + (" (local rows)" if remote_rows(rows) else ""))
+    for device in report.get("devices") or []:
+        if device.get("device", "local") != "local":
+            threads = sorted({r["threads"] for r in rows if r.get("device") == device["device"]})
+            notes.append(f"device {device['device'].removeprefix('ssh://')}: {device_summary(device)}"
+                         + (f"; {', '.join(map(str, threads))} thread(s)" if threads else ""))
     if any(r.get("interleaved") for r in rows):
         notes.append(f"p50, p90 and speed-up: each reference and its rows timed together in one process for "
                      f"{s['interleave_s']:g} s, in turns of ~{TURN_MS / 1e3:g} s (the first {SETTLE_MS:g} ms untimed); the speed-up is the "
@@ -191,9 +220,15 @@ def to_csv(report: dict) -> str:
                "machine_python": m["python"], "machine_os": m["os"],
                **{f"version_{k}": v for k, v in m["packages"].items()}, "created": report["created"]}
     lines = []
+    devices = {d.get("device"): d for d in report.get("devices") or []}
     for r in report["rows"]:
         flat = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items() if k != "notes"}
         flat["notes"] = "; ".join(r["notes"])
+        if remote_rows(report["rows"]):  # the machine each row ran on
+            dev = devices.get(r.get("device", "local"), {})
+            flat.update({"device_cpu": dev.get("cpu"), "device_cores": dev.get("cores"), "device_arch": dev.get("arch"),
+                         "device_os": dev.get("os"), "device_python": dev.get("python"),
+                         "device_runtimes": json.dumps(dev.get("packages") or {})})
         lines.append({**flat, **machine})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(lines[0]) if lines else [], lineterminator="\n")

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -66,6 +66,7 @@ class Settings:
     provider: str | None = None
     timeout: float = 900.0
     progress: bool = True
+    threads_auto: bool = False  # --threads not given: a remote device uses its own cores
 
 
 @dataclass
@@ -233,12 +234,19 @@ def _last_stderr_line(path: Path) -> str:
 
 
 def run_worker(job: dict, timeout: float, stderr_path: Path, on_progress=None) -> dict:
-    """Run one job in a fresh interpreter; always returns a result or an error event."""
+    """Run one job in a fresh interpreter on this machine; always returns a result or an error event."""
+    return stream_worker(WORKER_COMMAND, worker_env(), job, timeout, stderr_path, on_progress)
+
+
+def stream_worker(command: list[str], env: dict | None, job: dict, timeout: float, stderr_path: Path,
+                  on_progress=None, on_timeout=None, crashed: str = "worker crashed") -> dict:
+    """Start `command` (the worker, here or through ssh), send it the job, follow its JSON lines.
+
+    Always returns the worker's result or an error event: a timeout kills the process (and calls
+    `on_timeout`, which stops a remote worker too); an exit without a result is a "crash".
+    """
     with open(stderr_path, "w") as err:
-        proc = subprocess.Popen(
-            WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=err, text=True, env=worker_env(),
-        )
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     lines: queue.Queue = queue.Queue()
 
     def pump():
@@ -259,6 +267,8 @@ def run_worker(job: dict, timeout: float, stderr_path: Path, on_progress=None) -
         if remaining <= 0:
             proc.kill()
             proc.wait()
+            if on_timeout is not None:
+                on_timeout()
             return {"event": "error", "stage": "timeout", "message": f"no result after {timeout:g} s (killed)"}
         try:
             line = lines.get(timeout=min(remaining, 0.5))
@@ -281,7 +291,7 @@ def run_worker(job: dict, timeout: float, stderr_path: Path, on_progress=None) -
     code = proc.returncode
     how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"exit code {code}"
     last = _last_stderr_line(stderr_path)
-    return {"event": "error", "stage": "crash", "message": f"worker crashed ({how})" + (f": {last}" if last else "")}
+    return {"event": "error", "stage": "crash", "message": f"{crashed} ({how})" + (f": {last}" if last else "")}
 
 
 def _job(row: Row, settings: Settings) -> dict:
@@ -289,7 +299,7 @@ def _job(row: Row, settings: Settings) -> dict:
 
 
 def probe_input_sizes(rows: list[Row], settings: Settings, tmp: Path) -> None:
-    """Files without metadata: load them once in a worker to learn their input size."""
+    """Files without metadata: load them once in a worker (on this machine) to learn their input size."""
     for i, r in enumerate(rows):
         if r.error is not None or r.input_size is not None:
             continue
@@ -340,7 +350,9 @@ def prepare_all_inputs(data: BenchData, rows: list[Row], settings: Settings, tmp
     return {key: f.job(images) for key, f in files.items()}
 
 
-def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, count: int) -> None:
+def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, count: int, run=None) -> None:
+    """Every row's worker, through `run` (`run_worker` here, or a remote device's `run_worker`)."""
+    run = run or run_worker
     # Each reference is timed next to the rows compared with it, in every round: this machine's
     # speed drifts within seconds, and a ratio is only fair when both sides ran close together.
     todo = reference_groups([r for r in rows if r.error is None])
@@ -365,7 +377,7 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
                     seen = done
 
             job = {**timed_job(r), "scores": str(tmp / f"scores{i}.npy")}
-            reply = run_worker(job, settings.timeout, tmp / f"worker{i}.err", on_progress)
+            reply = run(job, settings.timeout, tmp / f"worker{i}.err", on_progress)
             if bar is not None:
                 bar.update(steps - seen)
             if reply["event"] == "error":
@@ -375,7 +387,7 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
             r.measured["round_p50_ms"] = [stats.median(reply["times_ms"])]
             r.scores = np.load(job["scores"])
         if settings.interleave:
-            time_together(todo, inputs, settings, tmp, bar)
+            time_together(todo, inputs, settings, tmp, bar, run)
             return
         # --rounds: more timed runs of every artifact, each in a fresh process, in alternating
         # order (B A, A B, ...), so a burst of other work on a shared machine spreads over all
@@ -386,7 +398,7 @@ def measure_rows(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, c
             for r in order:
                 if bar is not None:
                     bar.label = f"timing round {rnd + 1}/{settings.rounds}: {r.name}"
-                reply = run_worker({**timed_job(r), "timing_only": True}, settings.timeout, tmp / f"round{rnd}.err")
+                reply = run({**timed_job(r), "timing_only": True}, settings.timeout, tmp / f"round{rnd}.err")
                 if bar is not None:
                     bar.update(timing_steps)
                 if reply["event"] == "error":
@@ -421,7 +433,7 @@ def reference_groups(rows: list[Row]) -> list[Row]:
     return [r for group in reference_group_lists(rows) for r in group]
 
 
-def time_together(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, bar) -> None:
+def time_together(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, bar, run=None) -> None:
     """--interleave: each reference group timed in one worker process, in turns (worker.measure_together).
 
     The p50s and speed-ups then come from those turns; a group that fails keeps its figures from
@@ -435,7 +447,7 @@ def time_together(rows: list[Row], inputs: dict, settings: Settings, tmp: Path, 
         job = {"together": [{**_job(r, settings), "inputs": inputs[(r.input_size, r.preprocessing)],
                              "batch": settings.batch} for r in group],
                "seconds": settings.interleave, "block_ms": TURN_MS, "settle_ms": SETTLE_MS}
-        reply = run_worker(job, settings.timeout, tmp / f"together{g}.err")
+        reply = (run or run_worker)(job, settings.timeout, tmp / f"together{g}.err")
         if reply["event"] == "error":
             for r in group:
                 r.notes.append(f"not timed together ({reply['stage']}: {reply['message']}); its latency is its own pass's")
@@ -515,8 +527,79 @@ def add_comparisons(rows: list[Row], records: list[dict]) -> None:
             rec["delta_top1"] = rec["top1"] - ref_top1
 
 
-def run_bench(paths: list[str], data_dir: str | None, settings: Settings, reference: str | None = None) -> dict:
-    """Benchmark every artifact; returns {"data": ..., "rows": [...]} (see report.py for the rest)."""
+class LocalDevice:
+    """This machine: the worker as a child process (`bench.remote` has the SSH device)."""
+
+    name = "local"
+    threads = None  # --threads or every core this process may use
+
+    def start(self, settings: Settings) -> None:
+        pass
+
+    def run_worker(self, job: dict, timeout: float, stderr_path: Path, on_progress=None) -> dict:
+        return run_worker(job, timeout, stderr_path, on_progress)
+
+    def close(self) -> list[str]:
+        return []
+
+    def describe(self) -> dict:
+        from .report import machine_info
+
+        return {"device": self.name, **machine_info()}
+
+
+def clone_rows(rows: list[Row]) -> list[Row]:
+    """The planned rows again, for another device (references point into the copy)."""
+    copies = [Row(r.path, r.name, r.kind, r.format, r.metadata, r.input_size, r.preprocessing, r.error,
+                  notes=list(r.notes)) for r in rows]
+    index = {id(r): i for i, r in enumerate(rows)}
+    for r, c in zip(rows, copies, strict=True):
+        c.reference = copies[index[id(r.reference)]] if r.reference is not None and id(r.reference) in index else None
+    return copies
+
+
+def measure_on_devices(rows: list[Row], devices: list, data: BenchData, inputs: dict, settings: Settings,
+                       tmp: Path) -> list[dict]:
+    """Every planned row on every device (`bench.remote`): records with a "device" field.
+
+    A device that cannot start (unreachable, no Python, no vitedge) fails its own rows; when no
+    device could start at all, that is one error. Each device's work folder is removed after its rows.
+    """
+    records, started, first_error = [], 0, None
+    for n, device in enumerate(devices):
+        dev_rows = rows if len(devices) == 1 else clone_rows(rows)
+        dev_settings = settings
+        work = tmp / f"device{n}"
+        work.mkdir()
+        try:
+            device.start(settings)
+            started += 1
+            if device.threads is not None:
+                dev_settings = replace(settings, threads=device.threads)
+            measure_rows(dev_rows, inputs, dev_settings, work, len(data), device.run_worker)
+        except VitedgeError as exc:
+            first_error = first_error or f"{device.name}: {exc}"
+            for r in dev_rows:
+                if r.error is None:
+                    r.fail("device", str(exc))
+        finally:
+            for note in device.close():
+                click.echo(f"warning: {device.name}: {note}", err=True)
+        dev_records = [figures(r, data, dev_settings) for r in dev_rows]
+        add_comparisons(dev_rows, dev_records)
+        for rec in dev_records:
+            rec["device"] = device.name
+        records += dev_records
+    if not started and first_error is not None:
+        raise VitedgeError(first_error)
+    return records
+
+
+def run_bench(paths: list[str], data_dir: str | None, settings: Settings, reference: str | None = None,
+              devices: list | None = None) -> dict:
+    """Benchmark every artifact on every device (default: this machine); returns {"data", "rows", "devices"}
+    (see report.py for the rest)."""
+    devices = devices or [LocalDevice()]
     files = expand_paths(paths)
     ref_path = None
     if reference is not None:
@@ -541,7 +624,5 @@ def run_bench(paths: list[str], data_dir: str | None, settings: Settings, refere
         tmp = Path(tmp_name)
         probe_input_sizes(rows, settings, tmp)
         inputs = prepare_all_inputs(data, rows, settings, tmp)
-        measure_rows(rows, inputs, settings, tmp, len(data))
-    records = [figures(r, data, settings) for r in rows]
-    add_comparisons(rows, records)
-    return {"data": data, "rows": records}
+        records = measure_on_devices(rows, devices, data, inputs, settings, tmp)
+    return {"data": data, "rows": records, "devices": [d.describe() for d in devices]}

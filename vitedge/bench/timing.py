@@ -119,14 +119,16 @@ def time_in_turns(runners: list, seconds: float = 0.0, runs: int = 0, block_ms: 
 
 
 def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 4, runs: int = 50,
-                warmup: int = 10, raw: bool = False) -> list[Timing]:
-    """`rounds` alternating rounds of `runs` timed runs per artifact, each in its own process."""
+                warmup: int = 10, raw: bool = False, device=None) -> list[Timing]:
+    """`rounds` alternating rounds of `runs` timed runs per artifact, each in its own process
+    (on this machine, or on `device`, a started `bench.remote.SshDevice`)."""
     samples: dict[str, list[float]] = {str(p): [] for p in paths}
     round_p50: dict[str, list[float]] = {str(p): [] for p in paths}
     order = [str(p) for p in paths]
     for r in range(rounds):
         for path in (order if r % 2 == 0 else order[::-1]):
-            times = _time_in_worker({"path": path, "threads": threads, "runs": runs, "warmup": warmup, "raw": raw})
+            timing = {"path": path, "threads": threads, "runs": runs, "warmup": warmup, "raw": raw}
+            times = _time_in_worker(timing) if device is None else _time_on_device(timing, device)
             samples[path].extend(times)
             round_p50[path].append(float(np.median(times)))
     out = []
@@ -135,6 +137,21 @@ def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 
         out.append(Timing(path, float(np.median(ms)), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)),
                           len(ms), round_p50[path]))
     return out
+
+
+def _time_on_device(timing: dict, device) -> list[float]:
+    """ms of each timed run of one artifact, in a fresh bench worker process on `device`."""
+    import tempfile
+    from pathlib import Path
+
+    from ..errors import VitedgeError
+
+    with tempfile.TemporaryDirectory(prefix="vitedge-timing-") as tmp:
+        reply = device.run_worker({"timing": timing}, device.timeout, Path(tmp) / "worker.err")
+    if reply.get("event") != "result":
+        raise VitedgeError(f"timing {timing['path']} on {device.name} failed: {reply.get('stage')}: "
+                           f"{str(reply.get('message'))[:200]}")
+    return reply["times_ms"]
 
 
 def _time_in_worker(timing: dict) -> list[float]:

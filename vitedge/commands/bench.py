@@ -47,8 +47,25 @@ from ..errors import UsageError, VitedgeError
 @click.option("--plot", "plot_file", default=None, metavar="FILE.png",
               help="Draw accuracy (or agreement) against p50 latency, Pareto front marked (needs matplotlib).")
 @click.option("--force", is_flag=True, help="Overwrite the --json/--csv/--plot files if they exist.")
+@click.option("--device", "devices", multiple=True, metavar="ssh://[USER@]HOST[:PORT]|local",
+              help="Run the workers on this machine ('local', the default) or over SSH on another one "
+                   "(repeatable: one table, a device column). See docs/bench-on-device.md.")
+@click.option("--device-python", default="python3", show_default=True, metavar="PATH",
+              help="The Python on the SSH device(s) that has vitedge (or gets it with --install).")
+@click.option("--install", is_flag=True,
+              help="If the device lacks this vitedge version: build a wheel here, copy it, and install it into "
+                   "a venv on the device (beside the work folder) that uses the device Python's packages.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust an SSH host seen for the first time and add it to known_hosts (a changed key is still refused).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False, exists=True), default=None, metavar="FILE",
+              help="ssh/scp configuration file instead of ~/.ssh/config (ssh -F).")
+@click.option("--remote-dir", default=None, metavar="DIR",
+              help="Folder on the device for the work folder and the --install venv (relative: in the login "
+                   "folder). Default: .cache/vitedge/remote")
+@click.option("--keep-remote", is_flag=True, help="Keep the work folder on the device (the next run copies nothing again).")
 def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, interleave, batch, reference, provider, timeout,
-          json_file, csv_file, plot_file, force):
+          json_file, csv_file, plot_file, force, devices, device_python, install, accept_new_host_key, ssh_config,
+          remote_dir, keep_remote):
     """Measure accuracy, agreement and latency of every artifact, side by side.
 
     Each artifact runs in its own process (memory and thread pools do not leak between rows); a
@@ -64,6 +81,7 @@ def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, i
           --json results/bench.json --csv results/bench.csv --plot results/bench.png
       vitedge bench out/m_int8.tflite --reference models/m.keras --data val/   # needs the export extra
       vitedge bench out/m_fp32.onnx out/m_dynamic.onnx out/m_int8.onnx --interleave 20   # int8 vs fp32
+      vitedge bench out/m_int8.tflite out/m_fp32.tflite --data val/ --device local --device ssh://pi@raspberrypi.local
     """
     from ..bench.plot import check_matplotlib, write_plot
     from ..bench.report import build_report, render_table, to_csv, to_json
@@ -82,10 +100,14 @@ def bench(artifacts, data_dir, limit, threads, warmup, runs, min_time, rounds, i
             raise UsageError(f"--plot {plot_file}: must end in .png")
         check_matplotlib()
 
-    settings = Settings(threads=threads or default_threads(), batch=batch, warmup=warmup, runs=runs, min_time=min_time,
+    from ..bench.remote import DEFAULT_REMOTE_DIR, SshOptions, make_devices
+
+    device_list = make_devices(devices, SshOptions(config=ssh_config, accept_new_host_key=accept_new_host_key),
+                               device_python, remote_dir or DEFAULT_REMOTE_DIR, keep_remote, install)
+    settings = Settings(threads=threads or default_threads(), threads_auto=threads is None, batch=batch, warmup=warmup, runs=runs, min_time=min_time,
                         rounds=rounds, interleave=interleave, limit=limit,
                         provider=provider, timeout=timeout, progress=sys.stderr.isatty())
-    report = build_report(run_bench(list(artifacts), data_dir, settings, reference), settings, data_dir)
+    report = build_report(run_bench(list(artifacts), data_dir, settings, reference, device_list), settings, data_dir)
 
     to_stdout = "-" in (json_file, csv_file)
     click.echo(render_table(report), err=to_stdout)  # with '-', stdout is for the file alone

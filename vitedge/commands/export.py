@@ -84,8 +84,20 @@ def render_results(results) -> str:
               help=f"Output folder; files are named <model>_<precision>.<{FORMAT_NAMES}>.")
 @click.option("--force", is_flag=True, help="Overwrite existing artifacts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--device", default=None, metavar="ssh://[USER@]HOST[:PORT]",
+              help="With --int8 auto: time the candidate recipes on this device over SSH (its int8 kernels are "
+                   "what counts); the choice and the device are recorded in the artifact. docs/bench-on-device.md")
+@click.option("--device-python", default="python3", show_default=True, metavar="PATH",
+              help="The device's Python with vitedge (see vitedge bench --help).")
+@click.option("--install", "device_install", is_flag=True,
+              help="Install this vitedge version on the device first if it lacks it (as vitedge bench --install).")
+@click.option("--accept-new-host-key", is_flag=True, help="Trust an SSH host seen for the first time.")
+@click.option("--ssh-config", type=click.Path(dir_okay=False, exists=True), default=None, metavar="FILE",
+              help="ssh/scp configuration file instead of ~/.ssh/config.")
+@click.option("--remote-dir", default=None, metavar="DIR", help="Work folder on the device (as vitedge bench).")
 def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, calib, calib_size, calib_seed,
-           calib_method, scores, labels_file, seed, out_dir, force, as_json):
+           calib_method, scores, labels_file, seed, out_dir, force, as_json, device, device_python, device_install,
+           accept_new_host_key, ssh_config, remote_dir):
     """Export a ViT to TFLite, ONNX and/or ORT, quantize it, and verify every file against Keras.
 
     Each artifact is run in its own runtime (LiteRT, ONNX Runtime) on the calibration images;
@@ -105,6 +117,7 @@ def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, cali
       vitedge export --variant vit-ti16 --format all --precision all --calib photos/ --json
       vitedge export --format all --int8 auto --max-drop 0.5        # fastest int8 within 0.5 points
       vitedge export --format tflite --int8 fc --target arm64
+      vitedge export --format tflite --int8 auto --device ssh://pi@raspberrypi.local   # timed on the Pi
       vitedge export --format tflite,ort --precision fp32,int8         # phones: MediaPipe, ORT Mobile
       vitedge export --format onnx --scores probabilities --labels names.txt
     """
@@ -123,9 +136,23 @@ def export(model, variant, fmt, precision, int8, max_drop, target, int8_io, cali
         calib_dir=calib if calib is not None else DEFAULT_CALIB, calib_size=calib_size, calib_seed=calib_seed,
         calib_method=calib_method, int8_io=int8_io, force=force, seed=seed, progress=True, warn=_warn,
         int8=None if int8 in (None, "default") else int8, target=target, max_drop=max_drop, say=_say,
-        scores=scores, labels=labels_file,
+        scores=scores, labels=labels_file, device=export_device(device, device_python, device_install,
+                                                                accept_new_host_key, ssh_config, remote_dir),
     )
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         click.echo(render_results(results))
+
+
+def export_device(spec, python, install, accept_new_host_key, ssh_config, remote_dir):
+    """--device for --int8 auto: an SSH device (started when the candidates are timed), or None."""
+    if spec is None:
+        return None
+    from ..bench.remote import DEFAULT_REMOTE_DIR, SshDevice, SshOptions, parse_device
+
+    target = parse_device(spec)
+    if target is None:  # "local": the default
+        return None
+    return SshDevice(target, SshOptions(config=ssh_config, accept_new_host_key=accept_new_host_key), python,
+                     remote_dir or DEFAULT_REMOTE_DIR, keep=False, install=install)

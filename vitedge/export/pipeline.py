@@ -89,6 +89,7 @@ class ExportOptions:
     say: Callable[[str], None] | None = None
     scores: str | None = None
     labels: str | os.PathLike | list[str] | None = None
+    device: object | None = None  # --int8 auto --device: where the candidates are timed (bench.remote)
 
 
 # ------------------------------------------------------------------- option parsing ----
@@ -284,10 +285,12 @@ def plan(options: ExportOptions) -> ExportPlan:
     from ..quant.int8_export import Int8Options, check_options
 
     int8_options = Int8Options(int8=options.int8, target=options.target, max_drop=options.max_drop,
-                               threads=options.threads, say=options.say or options.warn)
+                               threads=options.threads, say=options.say or options.warn, device=options.device)
     wants_int8 = any(p == "int8" for _, p in pairs)
     if (options.int8 is not None or options.max_drop is not None) and not wants_int8:
         raise UsageError("--int8 RECIPE/auto and --max-drop apply to the int8 precision (--int8 or --precision int8)")
+    if options.device is not None and not int8_options.auto:
+        raise UsageError("--device times the --int8 auto candidates on that device; add --int8 auto")
     # Each format names the recipe family its int8 uses (ORT: the ONNX recipes it converts).
     families = [format_registry.get(f).int8_recipes for f, p in pairs if p == "int8"]
     check_options(int8_options, list(dict.fromkeys(f for f in families if f)), options.int8_io)

@@ -110,12 +110,29 @@ def accuracy_control(builder, recipe: str, validation: Validation, reference_top
 
 
 def select(outcomes: list[Outcome], fp32_path: Path, threads: int = 2, fmt: str = "",
-           say: Callable[[str], None] | None = None) -> tuple[Outcome, dict]:
-    """The fastest outcome within the bound (else the closest), timed with fp32 in one run."""
+           say: Callable[[str], None] | None = None, device=None) -> tuple[Outcome, dict]:
+    """The fastest outcome within the bound (else the closest), timed with fp32 in one run,
+    on this machine or on `device` (a `bench.remote.SshDevice`: started here, closed after)."""
     from ..bench.timing import interleaved
 
     say = say or (lambda _m: None)
-    timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads)
+    where = {}
+    if device is not None:
+        from ..bench.runner import Settings
+
+        try:
+            device.start(Settings(threads=threads, threads_auto=True))
+            threads = device.threads or threads
+            say(f"{fmt} int8 auto: timing the candidates on {device.name} ({device.info.get('cpu')}, {threads} threads)")
+            timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads, device=device)
+        finally:
+            for note in device.close():
+                say(f"warning: {device.name}: {note}")
+        info = device.describe()
+        where = {"device": device.name, "device_machine": {k: info.get(k) for k in
+                                                            ("cpu", "cores", "arch", "os", "python", "packages")}}
+    else:
+        timings = interleaved([fp32_path] + [o.path for o in outcomes], threads=threads)
     base = timings[0].p50_ms
     for outcome, t in zip(outcomes, timings[1:], strict=True):
         outcome.timing = {"p50_ms": round(t.p50_ms, 4), "speedup_vs_fp32": round(t.speedup_over(timings[0]), 3)}
@@ -126,11 +143,13 @@ def select(outcomes: list[Outcome], fp32_path: Path, threads: int = 2, fmt: str 
         drop = "" if o.drop is None else f", drop {o.drop:+.2f} pts{'' if o.met else ' (over the bound)'}"
         floats = f", {len(o.exclude)} layer(s) float" if o.exclude else ""
         parts.append(f"{o.recipe} {o.timing['p50_ms']:.3f} ms ({o.timing['speedup_vs_fp32']:.2f}x{drop}{floats})")
-    say(f"{fmt} int8 auto ({threads} threads, batch 1, each in its own process): fp32 {base:.3f} ms; "
+    say(f"{fmt} int8 auto ({threads} threads, batch 1, each in its own process"
+        + (f", on {where['device']}" if where else "") + f"): fp32 {base:.3f} ms; "
         + "; ".join(parts) + f" -> {best.recipe}, {reason}")
     if best.timing["speedup_vs_fp32"] < 1.0:
         say(f"warning: the chosen int8 recipe ({best.recipe}) is SLOWER than fp32 on this machine "
             f"({best.timing['speedup_vs_fp32']:.2f}x); keep the fp32 artifact if speed matters more than size")
     selection = {"mode": "auto", "fp32_p50_ms": round(base, 4), "threads": threads,
-                 "candidates": [o.summary() for o in outcomes], "chosen": best.recipe, "reason": reason}
+                 "candidates": [o.summary() for o in outcomes], "chosen": best.recipe, "reason": reason,
+                 "device": "local", **where}
     return best, selection

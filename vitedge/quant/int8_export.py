@@ -34,6 +34,7 @@ class Int8Options:
     validation: Validation | None = None  # held out by the pipeline when max_drop is set
     threads: int | None = None
     say: Callable[[str], None] | None = None
+    device: object | None = None  # --device: a bench.remote.SshDevice that times the auto candidates
 
     def __post_init__(self):
         self.target = check_target(self.target)
@@ -75,7 +76,7 @@ def int8_artifact(builder, options: Int8Options) -> tuple[Path, dict, bool]:
             outcomes.append(control.Outcome(name, path, builder.build(name, [], path)))
     if options.auto:
         best, selection = control.select(outcomes, builder.fp32_path, threads=options.threads or 2, fmt=builder.fmt,
-                                         say=say)
+                                         say=say, device=options.device)
     else:
         best = outcomes[0]
         selection = {"mode": "named" if options.choice.get(builder.fmt) else "default", "target": options.target}
