@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import VitedgeError
 from ..formats.base import Converted, Converter, ExportContext
 from ..quiet import captured_stderr, last_error_line
+from . import isolate
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -36,6 +37,35 @@ def convert_fp32(model):
             raise VitedgeError(f"tf2onnx could not convert the model: {detail}") from None
     _stable_names(proto)
     return proto
+
+
+def fp32_files(model, tf2onnx_path: Path, fused_path: Path) -> dict:
+    """Write tf2onnx's fp32 graph and the fused one (`onnx_graph.simplify`) of `model` (a Keras
+    model, or a .keras file to load); returns what the rewrite did."""
+    import onnx
+
+    from .onnx_graph import simplify
+
+    if isinstance(model, (str, Path)):
+        model = load_keras(model)
+    proto = convert_fp32(model)
+    del model
+    onnx.save(proto, str(tf2onnx_path))
+    # Fused graph (LayerNorm, Gelu, attention, Dense): same math, ~2-5x fewer nodes; fp32 and
+    # int8 both start from it, so int8's speed-up is quantization's (docs/quantization.md).
+    fused, graph = simplify(proto)
+    del proto
+    onnx.save(fused, str(fused_path))
+    return graph
+
+
+def load_keras(path):
+    """A Keras model saved by `ExportContext.model_file` (vitedge's layers registered)."""
+    import keras
+
+    from .. import vit  # noqa: F401  (registers vitedge's layers)
+
+    return keras.saving.load_model(str(path), compile=False, safe_mode=True)
 
 
 def _stable_names(proto) -> None:
@@ -106,16 +136,15 @@ class OnnxBuilder:
     fmt, suffix = "onnx", ".onnx"
 
     def __init__(self, fp32_path: Path, calibration: np.ndarray, workdir: Path, target: str,
-                 calib_method: str = "minmax"):
+                 calib_method: str = "minmax", isolate: bool = False):
         self.fp32_path, self.calibration, self.workdir, self.target = fp32_path, calibration, workdir, target
-        self.calib_method = calib_method
+        self.calib_method, self.isolate = calib_method, isolate
         self.cache = workdir / "onnx_activation_ranges.json"
 
     def build(self, recipe: str, exclude: list[str], path: Path) -> dict:
-        from ..quant.onnx_quant import quantize
-
-        return quantize(self.fp32_path, path, recipe, self.target, self.calibration, exclude, cache=self.cache,
-                        method=self.calib_method)
+        return isolate.call("vitedge.quant.onnx_quant:quantize", self.fp32_path, path, recipe, self.target,
+                            self.calibration, exclude, cache=self.cache, method=self.calib_method,
+                            isolate=self.isolate, what=f"ONNX int8 quantization ({recipe})")
 
 
 def copy_proto(proto):
@@ -129,7 +158,8 @@ class OnnxConverter(Converter):
 
     def __init__(self, ctx: ExportContext):
         super().__init__(ctx)
-        self._tf2onnx = None  # tf2onnx's fp32 graph (fp16 starts from it)
+        self._tf2onnx = None  # tf2onnx's fp32 graph (fp16 starts from it), loaded when needed
+        self._tf2onnx_path: Path | None = None
         self._fp32 = None  # the fused fp32 graph
         self._graph: dict = {}  # what the rewrite did, for the recipe
         self.fp32_path: Path | None = None  # the fused fp32 graph on disk (quantizers read files)
@@ -141,14 +171,25 @@ class OnnxConverter(Converter):
             return
         import onnx
 
-        from .onnx_graph import simplify
+        ctx = self.ctx
+        self.fp32_path = ctx.workdir / "fp32.onnx"
+        self._tf2onnx_path = ctx.workdir / "tf2onnx_fp32.onnx"
+        # tf2onnx peaks at many times the weights (TF's freeze + grappler): in a child process
+        # for large models, so that memory goes back before the next step.
+        model = ctx.model_file() if ctx.isolate else ctx.keras_model
+        ctx.progress("onnx: tf2onnx fp32 conversion and graph rewrite" + (" (own process)" if ctx.isolate else ""))
+        self._graph = isolate.call("vitedge.export.onnx:fp32_files", model, self._tf2onnx_path, self.fp32_path,
+                                   isolate=ctx.isolate, what="tf2onnx (ONNX fp32 conversion)")
+        self._fp32 = onnx.load(str(self.fp32_path))
 
-        self._tf2onnx = convert_fp32(self.ctx.keras_model)
-        # Fused graph (LayerNorm, Gelu, attention, Dense): same math, ~2-5x fewer nodes; fp32 and
-        # int8 both start from it, so int8's speed-up is quantization's (docs/quantization.md).
-        self._fp32, self._graph = simplify(self._tf2onnx)
-        self.fp32_path = self.ctx.workdir / "fp32.onnx"
-        onnx.save(self._fp32, str(self.fp32_path))
+    def _tf2onnx_graph(self):
+        """tf2onnx's own fp32 graph (fp16 starts from it), read back when first needed."""
+        import onnx
+
+        self._fp32_start()
+        if self._tf2onnx is None:
+            self._tf2onnx = onnx.load(str(self._tf2onnx_path))
+        return self._tf2onnx
 
     def proto(self, precision: str):
         """(ModelProto, recipe, bound met) of one precision, logits out; a fresh copy each call."""
@@ -171,7 +212,7 @@ class OnnxConverter(Converter):
         if precision == "fp32":
             proto = self._fp32
         elif precision == "fp16":  # from tf2onnx's graph: the fused ONNX Runtime ops have no fp16 CPU kernels
-            proto, extra = to_fp16(self._tf2onnx)
+            proto, extra = to_fp16(self._tf2onnx_graph())
             recipe.update(extra)
         elif precision == "dynamic":
             # the "dynamic" recipe: ONNX Runtime's per-call int8 on the weight MatMuls, one image at a time
@@ -181,6 +222,7 @@ class OnnxConverter(Converter):
         elif precision == "int8":  # the measured recipes (vitedge.quant, docs/quantization.md)
             from ..quant.int8_export import int8_artifact
 
+            ctx.progress(f"onnx int8: calibrating on {len(ctx.calibration.images)} images and quantizing")
             out, extra, met = int8_artifact(self.builder(), ctx.int8)
             recipe.update(extra)
             proto = onnx.load(str(out))
@@ -194,7 +236,7 @@ class OnnxConverter(Converter):
         if self._builder is None:
             ctx = self.ctx
             self._builder = OnnxBuilder(self.fp32_path, ctx.calibration.images, ctx.workdir, ctx.int8.target,
-                                        ctx.calib_method)
+                                        ctx.calib_method, isolate=ctx.isolate)
         return self._builder
 
     def io(self, proto, recipe: dict) -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -34,9 +33,9 @@ from ..formats import ArtifactFormat, Converted, ExportContext
 from ..modelfile import ModelSpec, default_labels, read_labels_file, read_spec
 from ..preprocess import Preprocessing
 from ..quant.recipes import CALIB_METHODS
+from . import isolate
 from .metadata import artifact_metadata
 from .tflite import DEFAULT_BATCH as DEFAULT_TFLITE_BATCH
-from .verify import verify_artifact
 
 SCORES = ("logits", "probabilities")
 
@@ -326,6 +325,12 @@ def plan(options: ExportOptions) -> ExportPlan:
         for fmt in fmts:
             for message in format_registry.get(fmt).export_warnings(source.spec):
                 options.warn(message)
+    from .resources import check
+
+    # Before any image is read or TensorFlow imported: refuse what memory or disk cannot hold.
+    weights = weight_bytes(source.spec)
+    check(weights, [(a.format, a.precision) for a in artifacts], isolate.wanted(weights), Path(out_dir),
+          what=f"exporting {source.stem} ({weights / 1e6:.0f} MB of weights) to {len(artifacts)} artifact(s)")
     return ExportPlan(options, source, chosen_labels, int8_options, artifacts)
 
 
@@ -339,25 +344,45 @@ class Reference:
     keras_model: object
 
 
-def prepare(export: ExportPlan) -> Reference:
+def prepare(export: ExportPlan, say: Callable[[str], None] = lambda message: None) -> Reference:
     """Calibration images (validation held out for accuracy control), the Keras model, its logits."""
     options, source = export.options, export.source
+    say(f"reading calibration images from {options.calib_dir}")
     calibration = load_calibration(options.calib_dir, options.calib_size, source.spec.config.image_size,
                                    source.spec.preprocessing, seed=options.calib_seed, progress=options.progress,
                                    warn=options.warn)
     if export.wants_int8 and (options.max_drop is not None or export.int8.auto):
         calibration = _hold_out_validation(calibration, source.spec, export.int8, options.warn)
+    say(f"{len(calibration.images)} calibration images; loading the Keras model")
     keras_model = source.load()
     source.spec = ModelSpec(source.spec.config, export.labels, source.spec.preprocessing, source.spec.info)
+    say("Keras reference scores")
     return Reference(calibration, reference_logits(keras_model, calibration.images), keras_model)
 
 
-def context(export: ExportPlan, reference: Reference, workdir: Path) -> ExportContext:
+def context(export: ExportPlan, reference: Reference, workdir: Path, say=None) -> ExportContext:
     options = export.options
     return ExportContext(keras_model=reference.keras_model, calibration=reference.calibration, workdir=workdir,
                          int8=export.int8, target=export.int8.target, int8_io=options.int8_io,
                          calib_method=options.calib_method, tflite_batch=options.tflite_batch,
-                         threads=options.threads)
+                         threads=options.threads, isolate=isolate.wanted(weight_bytes(export.source.spec)),
+                         say=say)
+
+
+def weight_bytes(spec: ModelSpec) -> int:
+    """fp32 bytes of the model's weights (what export's costs scale with)."""
+    return 4 * spec.config.param_count()
+
+
+class Progress:
+    """Progress lines with the time since the export started ("[  12.3 s] onnx int8: ...")."""
+
+    def __init__(self, say: Callable[[str], None] | None):
+        self.say, self.started = say, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.say is not None:
+            self.say(f"[{time.perf_counter() - self.started:7.1f} s] {message}")
 
 
 # -------------------------------------------------------------------- verify, commit ----
@@ -373,9 +398,12 @@ def _stage(item: PlannedArtifact, converted: Converted, export: ExportPlan, refe
                              spec=export.source.spec, io=converted.io, source=source_info,
                              calibration=reference.calibration, scores=item.scores)
     converted.write(tmp, meta)
-    figures = verify_artifact(tmp, item.precision, reference.calibration.images, reference.logits,
-                              threads=options.threads, label=item.path.name, scores=item.scores,
-                              runtime=item.format.runtime_name)
+    # In a child for large models: the runtime's copy of the weights goes back when it ends.
+    figures = isolate.call("vitedge.export.verify:verify_artifact", tmp, item.precision,
+                           reference.calibration.images, reference.logits, threads=options.threads,
+                           label=item.path.name, scores=item.scores, runtime=item.format.runtime_name,
+                           isolate=isolate.wanted(weight_bytes(export.source.spec)),
+                           what=f"verification of {item.label}")
     figures["images_fingerprint"] = reference.calibration.fingerprint
     meta["verification"] = figures
     converted.write(tmp, meta)
@@ -398,18 +426,25 @@ def _closest(item: PlannedArtifact, export: ExportPlan, recipe: dict) -> str:
 def run_export(options: ExportOptions) -> list[ExportResult]:
     """plan -> convert -> verify -> commit (see the module docstring)."""
     export = plan(options)
-    reference = prepare(export)
+    say = Progress(options.say if options.progress else None)
+    reference = prepare(export, say)
     source_info = dict(export.source.info)
     results: list[ExportResult] = []
     missed: list[str] = []
+    total = len(export.artifacts)
     with tempfile.TemporaryDirectory(prefix="vitedge-export-") as work, contextlib.ExitStack() as commit:
-        ctx = context(export, reference, Path(work))
-        for item in _progress(export.artifacts, options.progress):
+        ctx = context(export, reference, Path(work), say)
+        for number, item in enumerate(export.artifacts, 1):
             started = time.perf_counter()
+            say(f"{number}/{total} {item.label}: converting")
             converted = ctx.converter(item.format.name).convert(item.precision, item.scores)
             if converted.bound_missed:  # kept under a name that says so
                 missed.append(_closest(item, export, converted.recipe))
+            say(f"{number}/{total} {item.label}: converted in {time.perf_counter() - started:.1f} s; "
+                f"verifying on {len(reference.logits)} images")
             tmp, figures = _stage(item, converted, export, reference, commit, source_info)
+            say(f"{number}/{total} {item.label}: verified, top-1 agreement {100 * figures['top1_agreement']:.1f}% "
+                f"({time.perf_counter() - started:.1f} s)")
             results.append(ExportResult(path=item.path, format=item.format.name, precision=item.precision,
                                         size_bytes=tmp.stat().st_size, verification=figures,
                                         recipe=converted.recipe, seconds=round(time.perf_counter() - started, 2)))
@@ -457,17 +492,6 @@ def _hold_out_validation(calibration: CalibrationSet, spec: ModelSpec, options, 
         if warn is not None:  # --int8 auto without --max-drop: still picks by speed
             warn(f"{exc}; --int8 auto picks by speed alone, accuracy not validated".replace("--max-drop: ", ""))
     return calibration
-
-
-def _progress(pairs, enabled):
-    if not enabled or not sys.stderr.isatty():
-        yield from pairs
-        return
-    import click
-
-    with click.progressbar(pairs, label="exporting", file=click.get_text_stream("stderr"),
-                           item_show_func=lambda a: a.label if a else None) as bar:
-        yield from bar
 
 
 def reference_logits(keras_model, images: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ class OnnxFormat(ArtifactFormat):
     default_scores = "logits"
     runtime_name = "onnxruntime"
     int8_recipes = "onnx"
+    convert_memory = 14.0  # measured, docs/export-memory.md
+    convert_disk = 2.2
     runtime_backend = "vitedge.runtime.onnxrt:OnnxRuntime"
     converter_class = "vitedge.export.onnx:OnnxConverter"
 

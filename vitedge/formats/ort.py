@@ -30,6 +30,9 @@ class OrtFormat(ArtifactFormat):
     default_scores = "probabilities"  # ONNX Runtime Mobile apps report the output as is
     runtime_name = "onnxruntime"
     int8_recipes = "onnx"  # converted from the ONNX int8 files
+    convert_memory = 14.0  # measured, docs/export-memory.md
+    convert_disk = 2.2
+    converter_family = "onnx"
     runtime_backend = "vitedge.runtime.onnxrt:OnnxRuntime"
     converter_class = "vitedge.export.ort:OrtConverter"
 

@@ -26,6 +26,8 @@ class TfliteFormat(ArtifactFormat):
     runtime_name = "litert"
     int8_recipes = "tflite"
     int8_io = True
+    convert_memory = 7.0  # measured, docs/export-memory.md
+    convert_disk = 2.2
     runtime_backend = "vitedge.runtime.litert:LiteRTRuntime"
     converter_class = "vitedge.export.tflite:TfliteConverter"
 
