@@ -6,6 +6,8 @@ one output "logits", whatever the TF tensor names were. Quantized files keep flo
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +33,61 @@ def convert_fp32(model):
     signature = [tf.TensorSpec((None, h, w, c), tf.float32, name=INPUT_NAME)]
     with captured_stderr() as log:
         try:
-            proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
+            try:
+                with lean_tf2onnx(copy_per_pass=False):
+                    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
+            except Exception:  # an optimizer pass failed: tf2onnx's own way, which skips it
+                with lean_tf2onnx(copy_per_pass=True):
+                    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
         except Exception as exc:
             detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
             raise VitedgeError(f"tf2onnx could not convert the model: {detail}") from None
     _stable_names(proto)
     return proto
+
+
+@contextlib.contextmanager
+def lean_tf2onnx(copy_per_pass: bool):
+    """tf2onnx without its per-pass copies of the weights (same passes, same graph).
+
+    Each of its ~36 optimizer passes rewrites every node's NodeProto in place (`update_proto`);
+    with the upb protobuf backend the old attributes, weights included, stay in the message's
+    arena until the message dies, so the process grew by one copy of the weights per pass
+    (measured: ViT-S +3.2 GB). Here each update starts from a fresh NodeProto. Unless
+    `copy_per_pass`, the passes also run without tf2onnx's deep copy of the graph before each
+    (TF2ONNX_CATCH_ERRORS set: a failing pass raises instead of being skipped; the caller
+    retries the copying way then)."""
+    import onnx
+    from tf2onnx import graph as tf2onnx_graph
+
+    original = tf2onnx_graph.Node.update_proto
+
+    def update_proto(node, external_tensor_storage=None):
+        old, fresh = node._op, onnx.NodeProto()
+        for fd, value in old.ListFields():
+            if fd.name in ("input", "output", "attribute"):
+                continue  # the original rebuilds these
+            if isinstance(value, (str, bytes, int, float)):
+                setattr(fresh, fd.name, value)
+            elif hasattr(value, "CopyFrom"):
+                getattr(fresh, fd.name).CopyFrom(value)
+            else:  # a repeated field
+                getattr(fresh, fd.name).extend(value)
+        node._op = fresh
+        return original(node, external_tensor_storage)
+
+    env_was = os.environ.get("TF2ONNX_CATCH_ERRORS")
+    tf2onnx_graph.Node.update_proto = update_proto
+    if not copy_per_pass:
+        os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"  # tf2onnx reads only its presence
+    try:
+        yield
+    finally:
+        tf2onnx_graph.Node.update_proto = original
+        if env_was is None:
+            os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
+        else:
+            os.environ["TF2ONNX_CATCH_ERRORS"] = env_was
 
 
 def fp32_files(model, tf2onnx_path: Path, fused_path: Path) -> dict:
