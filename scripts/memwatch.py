@@ -49,11 +49,20 @@ def tree_rss(root: int) -> int:
     return total
 
 
+def tree_rss_single(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interval", type=float, default=0.2)
     parser.add_argument("--limit-gb", type=float, default=None, help="kill the tree past this sum")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--trace", default=None, metavar="FILE", help="write 'seconds GB' samples (root, tree) here")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -62,13 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     proc = subprocess.Popen(command, start_new_session=True)
     peak, killed = 0, False
+    trace = open(args.trace, "w") if args.trace else None  # noqa: SIM115 - closed below
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc.pid))
+        now = tree_rss(proc.pid)
+        peak = max(peak, now)
+        if trace is not None:
+            trace.write(f"{time.perf_counter() - started:.1f} {tree_rss_single(proc.pid) / 1e9:.3f} {now / 1e9:.3f}\n")
         if args.limit_gb is not None and peak > args.limit_gb * 1e9 and not killed:
             os.killpg(proc.pid, signal.SIGKILL)
             killed = True
         time.sleep(args.interval)
     wall = time.perf_counter() - started
+    if trace is not None:
+        trace.close()
     result = {"peak_rss_gb": round(peak / 1e9, 3), "wall_s": round(wall, 1), "exit": proc.returncode,
               "killed_at_limit": killed}
     if args.json:

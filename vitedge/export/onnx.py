@@ -23,22 +23,35 @@ OUTPUT_NAME = "logits"
 # int8 (dynamic and static) is made by vitedge.quant.onnx_quant, from the fused graph.
 
 
-def convert_fp32(model):
-    """The float ONNX ModelProto of a Keras ViT (opset 17, dynamic batch, stable names)."""
+def convert_fp32(model, large: bool = False):
+    """The float ONNX ModelProto of a Keras ViT (opset 17, dynamic batch, stable names).
+
+    `large`: tf2onnx's large-model route, for models whose conversion would not fit otherwise:
+    weights frozen without TF's function rebuild and kept out of the GraphDef, no grappler
+    pass (measured on ViT-S: 5x the weights above TensorFlow's own memory instead of 20x).
+    The same math; grappler's only effect on a ViT is dropping Adds of all-zero constants (the
+    biases of randomly initialized layers), which then stay as Adds."""
     import tensorflow as tf
     import tf2onnx
 
     h, w, c = model.input_shape[1:4]
     function = tf.function(lambda image: model(image, training=False))
     signature = [tf.TensorSpec((None, h, w, c), tf.float32, name=INPUT_NAME)]
+
+    def run(copy_per_pass: bool):
+        with lean_tf2onnx(copy_per_pass=copy_per_pass, large=large):
+            proto, storage = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET,
+                                                           large_model=large)
+        if large:
+            _inline_external(proto, storage)
+        return proto
+
     with captured_stderr() as log:
         try:
             try:
-                with lean_tf2onnx(copy_per_pass=False):
-                    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
+                proto = run(copy_per_pass=False)
             except Exception:  # an optimizer pass failed: tf2onnx's own way, which skips it
-                with lean_tf2onnx(copy_per_pass=True):
-                    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
+                proto = run(copy_per_pass=True)
         except Exception as exc:
             detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
             raise VitedgeError(f"tf2onnx could not convert the model: {detail}") from None
@@ -46,8 +59,21 @@ def convert_fp32(model):
     return proto
 
 
+def _inline_external(proto, storage) -> None:
+    """Move the large-model route's tensors (kept beside the proto) into the initializers."""
+    import onnx
+
+    data = storage.name_to_tensor_data
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            where = {e.key: e.value for e in tensor.external_data}["location"]
+            tensor.raw_data = data.pop(where)
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+
+
 @contextlib.contextmanager
-def lean_tf2onnx(copy_per_pass: bool):
+def lean_tf2onnx(copy_per_pass: bool, large: bool = False):
     """tf2onnx without its per-pass copies of the weights (same passes, same graph).
 
     Each of its ~36 optimizer passes rewrites every node's NodeProto in place (`update_proto`);
@@ -78,28 +104,33 @@ def lean_tf2onnx(copy_per_pass: bool):
 
     env_was = os.environ.get("TF2ONNX_CATCH_ERRORS")
     tf2onnx_graph.Node.update_proto = update_proto
+    shimmed = large and not hasattr(np, "product")
+    if shimmed:  # tf2onnx 1.17's large-model route still calls np.product (gone in NumPy 2)
+        np.product = np.prod
     if not copy_per_pass:
         os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"  # tf2onnx reads only its presence
     try:
         yield
     finally:
         tf2onnx_graph.Node.update_proto = original
+        if shimmed:
+            del np.product
         if env_was is None:
             os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
         else:
             os.environ["TF2ONNX_CATCH_ERRORS"] = env_was
 
 
-def fp32_files(model, tf2onnx_path: Path, fused_path: Path) -> dict:
+def fp32_files(model, tf2onnx_path: Path, fused_path: Path, large: bool = False) -> dict:
     """Write tf2onnx's fp32 graph and the fused one (`onnx_graph.simplify`) of `model` (a Keras
-    model, or a .keras file to load); returns what the rewrite did."""
+    model, or a .keras file to load); returns what the rewrite did. `large`: see `convert_fp32`."""
     import onnx
 
     from .onnx_graph import simplify
 
     if isinstance(model, (str, Path)):
         model = load_keras(model)
-    proto = convert_fp32(model)
+    proto = convert_fp32(model, large=large)
     del model
     onnx.save(proto, str(tf2onnx_path))
     # Fused graph (LayerNorm, Gelu, attention, Dense): same math, ~2-5x fewer nodes; fp32 and
@@ -230,7 +261,7 @@ class OnnxConverter(Converter):
         model = ctx.model_file() if ctx.isolate else ctx.keras_model
         ctx.progress("onnx: tf2onnx fp32 conversion and graph rewrite" + (" (own process)" if ctx.isolate else ""))
         self._graph = isolate.call("vitedge.export.onnx:fp32_files", model, self._tf2onnx_path, self.fp32_path,
-                                   isolate=ctx.isolate, what="tf2onnx (ONNX fp32 conversion)")
+                                   large=ctx.isolate, isolate=ctx.isolate, what="tf2onnx (ONNX fp32 conversion)")
         self._fp32 = onnx.load(str(self.fp32_path))
 
     def _tf2onnx_graph(self):
