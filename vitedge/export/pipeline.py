@@ -341,11 +341,17 @@ class Reference:
 
     calibration: CalibrationSet
     logits: np.ndarray
-    keras_model: object
+    keras_model: object  # None when only a child process holds it (then model_file)
+    model_file: Path | None = None
 
 
-def prepare(export: ExportPlan, say: Callable[[str], None] = lambda message: None) -> Reference:
-    """Calibration images (validation held out for accuracy control), the Keras model, its logits."""
+def prepare(export: ExportPlan, say: Callable[[str], None] = lambda message: None,
+            workdir: Path | None = None) -> Reference:
+    """Calibration images (validation held out for accuracy control), the Keras model, its logits.
+
+    With isolation (large models, `vitedge.export.isolate`) the Keras model lives only in a
+    child process, which saves it to `workdir` for the later steps: this process never loads
+    TensorFlow or the weights (`Reference.keras_model` is None, `model_file` names the file)."""
     options, source = export.options, export.source
     say(f"reading calibration images from {options.calib_dir}")
     calibration = load_calibration(options.calib_dir, options.calib_size, source.spec.config.image_size,
@@ -353,11 +359,26 @@ def prepare(export: ExportPlan, say: Callable[[str], None] = lambda message: Non
                                    warn=options.warn)
     if export.wants_int8 and (options.max_drop is not None or export.int8.auto):
         calibration = _hold_out_validation(calibration, source.spec, export.int8, options.warn)
-    say(f"{len(calibration.images)} calibration images; loading the Keras model")
-    keras_model = source.load()
+    isolated = isolate.wanted(weight_bytes(source.spec)) and workdir is not None
+    say(f"{len(calibration.images)} calibration images; Keras model and its reference scores"
+        + (" (own process)" if isolated else ""))
+    if isolated:
+        model_file = workdir / "model.keras"
+        logits, spec = isolate.call("vitedge.export.pipeline:keras_reference", source, calibration.images,
+                                    model_file, isolate=True, what="loading the Keras model")
+        source.spec, keras_model = spec, None
+    else:
+        model_file, keras_model = None, source.load()
+        logits = reference_logits(keras_model, calibration.images)
     source.spec = ModelSpec(source.spec.config, export.labels, source.spec.preprocessing, source.spec.info)
-    say("Keras reference scores")
-    return Reference(calibration, reference_logits(keras_model, calibration.images), keras_model)
+    return Reference(calibration, logits, keras_model, model_file)
+
+
+def keras_reference(source: _Source, images: np.ndarray, model_file: Path) -> tuple[np.ndarray, ModelSpec]:
+    """(Keras logits for `images`, the model's spec) with the model saved to `model_file`."""
+    model = source.load()
+    model.save(str(model_file))
+    return reference_logits(model, images), source.spec
 
 
 def context(export: ExportPlan, reference: Reference, workdir: Path, say=None) -> ExportContext:
@@ -366,7 +387,7 @@ def context(export: ExportPlan, reference: Reference, workdir: Path, say=None) -
                          int8=export.int8, target=export.int8.target, int8_io=options.int8_io,
                          calib_method=options.calib_method, tflite_batch=options.tflite_batch,
                          threads=options.threads, isolate=isolate.wanted(weight_bytes(export.source.spec)),
-                         say=say)
+                         say=say, model_path=reference.model_file)
 
 
 def weight_bytes(spec: ModelSpec) -> int:
@@ -427,12 +448,12 @@ def run_export(options: ExportOptions) -> list[ExportResult]:
     """plan -> convert -> verify -> commit (see the module docstring)."""
     export = plan(options)
     say = Progress(options.say if options.progress else None)
-    reference = prepare(export, say)
-    source_info = dict(export.source.info)
     results: list[ExportResult] = []
     missed: list[str] = []
     total = len(export.artifacts)
     with tempfile.TemporaryDirectory(prefix="vitedge-export-") as work, contextlib.ExitStack() as commit:
+        reference = prepare(export, say, Path(work))
+        source_info = dict(export.source.info)
         ctx = context(export, reference, Path(work), say)
         for number, item in enumerate(export.artifacts, 1):
             started = time.perf_counter()

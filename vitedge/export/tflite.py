@@ -226,6 +226,30 @@ class TfliteBuilder:
         return {**record, "target": self.target}
 
 
+def tensorflow_version() -> str:
+    """TensorFlow's version from its package metadata (no import: the parent may not load TF)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def saved_model_of(model, folder: Path, batch: int | None, probabilities: bool) -> Path:
+    """`export_saved_model` of `model` (a Keras model or a .keras file to load), with a softmax
+    at the end if `probabilities`."""
+    if isinstance(model, (str, Path)):
+        from .onnx import load_keras
+
+        model = load_keras(model)
+    return export_saved_model(with_softmax(model) if probabilities else model, folder, batch)
+
+
 class TfliteConverter(Converter):
     """One SavedModel per export call (logits or probabilities out), converted per precision."""
 
@@ -235,12 +259,14 @@ class TfliteConverter(Converter):
 
     def saved_model(self, scores: str) -> Path:
         """The SavedModel the converter starts from; `scores="probabilities"` ends it in a softmax."""
+        ctx = self.ctx
         if scores not in self._saved_models:
-            traced = with_softmax(self.ctx.keras_model) if scores == "probabilities" \
-                else self.ctx.keras_model
-            folder = self.ctx.workdir / ("saved_model" if not self._saved_models else f"saved_model_{scores}")
-            self.ctx.progress(f"tflite: SavedModel export ({scores})")
-            self._saved_models[scores] = export_saved_model(traced, folder, self.ctx.tflite_batch)
+            folder = ctx.workdir / ("saved_model" if not self._saved_models else f"saved_model_{scores}")
+            ctx.progress(f"tflite: SavedModel export ({scores})" + (" (own process)" if ctx.isolate else ""))
+            model = ctx.model_file() if ctx.isolate else ctx.keras_model
+            self._saved_models[scores] = isolate.call(
+                "vitedge.export.tflite:saved_model_of", model, folder, ctx.tflite_batch, scores == "probabilities",
+                isolate=ctx.isolate, what="SavedModel export")
         return self._saved_models[scores]
 
     def convert(self, precision: str, scores: str) -> Converted:
@@ -250,8 +276,6 @@ class TfliteConverter(Converter):
         saved_model = self.saved_model(scores)
         met = True
         if precision == "int8" and not ctx.int8_io:  # the measured recipes (vitedge.quant, docs/quantization.md)
-            import tensorflow as tf
-
             from ..quant.int8_export import int8_artifact
 
             ctx.progress(f"tflite int8: calibrating on {len(ctx.calibration.images)} images and quantizing")
@@ -259,7 +283,7 @@ class TfliteConverter(Converter):
                                     ctx.tflite_batch, isolate=ctx.isolate)
             path, recipe, met = int8_artifact(builder, ctx.int8)
             flatbuffer = path.read_bytes()
-            recipe = {"converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model",
+            recipe = {"converter": f"tensorflow {tensorflow_version()} TFLiteConverter.from_saved_model",
                       "batch": ctx.tflite_batch, "layernorm": LAYERNORM_FORM, **recipe, "io": "float32"}
         else:
             images = ctx.calibration.images if precision in STATIC_PRECISIONS else None

@@ -107,7 +107,8 @@ class Converted:
 class ExportContext:
     """What every converter of one export call shares (built by `vitedge.export.pipeline`).
 
-    keras_model: the Keras model (logits out); calibration: the calibration images
+    keras_model: the Keras model (logits out), or None when only child processes load it (from
+    `model_file()`, with `isolate`); calibration: the calibration images
     (`calibration.images`, float32 NHWC, preprocessed); workdir: a temporary folder for
     intermediate files; int8: the `vitedge.quant.int8_export.Int8Options` of the call;
     isolate: run heavy steps in child processes (`vitedge.export.isolate`), which then read the
@@ -125,15 +126,15 @@ class ExportContext:
     isolate: bool = False
     say: Callable[[str], None] | None = None
     _converters: dict[str, Converter] = field(default_factory=dict, repr=False)
-    _model_file: Path | None = field(default=None, repr=False)
+    model_path: Path | None = None  # the Keras model as a .keras file, if saved already
 
     def model_file(self) -> Path:
-        """The Keras model saved in `workdir` (once), for steps that run in a child process."""
-        if self._model_file is None:
+        """The Keras model as a .keras file (saved in `workdir` once), for child processes."""
+        if self.model_path is None:
             path = self.workdir / "model.keras"
             self.keras_model.save(str(path))
-            self._model_file = path
-        return self._model_file
+            self.model_path = path
+        return self.model_path
 
     def progress(self, message: str) -> None:
         if self.say is not None:

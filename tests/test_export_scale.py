@@ -1,0 +1,129 @@
+"""Export that scales: heavy steps in child processes, progress, up-front memory/disk checks,
+a converter killed by the out-of-memory killer. Small models only; the thresholds are forced
+through the env knobs (VITEDGE_EXPORT_ISOLATE, VITEDGE_MEMORY_AVAILABLE, VITEDGE_DISK_AVAILABLE).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_one_line_error, run_cli
+from vitedge.errors import VitedgeError
+
+
+def _no_files(folder) -> bool:
+    return not folder.exists() or not any(folder.iterdir())
+
+
+def test_isolated_export_matches_keras_and_says_where_it_is(tmp_path, tiny_model, calib_dir, calib, keras_logits,
+                                                             monkeypatch):
+    """Forced isolation (threshold 0) on the tiny model: tf2onnx (large-model route) and the
+    TFLite converter run in child processes, the files verify against Keras as in-process ones
+    do, and progress lines name each stage with the elapsed time."""
+    from vitedge.artifact import read_onnx_metadata
+    from vitedge.export import export_artifacts
+    from vitedge.runtime import load_runtime
+
+    monkeypatch.setenv("VITEDGE_EXPORT_ISOLATE", "0")
+    said: list[str] = []
+    out = tmp_path / "out"
+    results = export_artifacts(tiny_model, formats="onnx,tflite", precisions="fp32", calib_dir=calib_dir,
+                               out_dir=out, scores="logits", progress=True, say=said.append)
+    assert sorted(r.path.name for r in results) == ["tiny-vit_fp32.onnx", "tiny-vit_fp32.tflite"]
+    images = calib.images
+    for r in results:
+        assert r.verification["max_abs_diff"] < 1e-4 and r.verification["top1_agreement"] == 1.0
+        got = load_runtime(r.path).run(images)
+        np.testing.assert_allclose(got, keras_logits, atol=1e-4)
+    assert read_onnx_metadata(out / "tiny-vit_fp32.onnx")["verification"]["images"] == len(images)
+    text = "\n".join(said)
+    assert "tf2onnx fp32 conversion and graph rewrite (own process)" in text
+    assert "tflite fp32: TFLiteConverter (own process)" in text
+    assert "1/2 onnx fp32: converting" in text and "2/2 tflite fp32: verified, top-1 agreement 100.0%" in text
+    stamps = [float(line[1:line.index(" s]")]) for line in said if line.startswith("[")]
+    assert stamps == sorted(stamps) and len(stamps) == len(said)
+
+
+def test_converter_killed_by_the_system_is_one_line_and_leaves_nothing(tmp_path, tiny_model, calib_dir,
+                                                                         monkeypatch):
+    """The TFLite converter's child dies of SIGKILL (what the OOM killer sends): one line naming
+    the step and the likely cause; no file under the final names, not even the ONNX one made first."""
+    from vitedge.export import export_artifacts, isolate
+
+    real = isolate.call
+
+    def killed_converter(ref, *args, **kwargs):
+        if ref == "vitedge.export.tflite:convert":
+            return real("signal:raise_signal", signal.SIGKILL, isolate=True, what=kwargs["what"])
+        return real(ref, *args, **kwargs)
+
+    monkeypatch.setattr(isolate, "call", killed_converter)
+    out = tmp_path / "out"
+    with pytest.raises(VitedgeError) as caught:
+        export_artifacts(tiny_model, formats="onnx,tflite", precisions="fp32", calib_dir=calib_dir, out_dir=out)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("TFLite fp32 conversion was killed by the system (SIGKILL, most likely out of memory)")
+    assert _no_files(out)
+
+
+def test_child_errors_come_back_as_the_same_error():
+    from vitedge.errors import UsageError
+    from vitedge.export import isolate
+
+    with pytest.raises(UsageError, match="unknown format 'nope'"):
+        isolate.call("vitedge.export.pipeline:parse_formats", "nope", isolate=True)
+    assert isolate.call("vitedge.export.pipeline:parse_formats", "onnx,tflite", isolate=True) == ["onnx", "tflite"]
+
+
+@pytest.mark.parametrize(("knob", "value", "expected"), [
+    ("VITEDGE_MEMORY_AVAILABLE", "50M", "not enough memory for exporting tiny-vit"),
+    ("VITEDGE_DISK_AVAILABLE", "10K", "not enough disk space for exporting tiny-vit"),
+])
+def test_not_enough_memory_or_disk_is_refused_up_front(tmp_path, tiny_model, calib_dir, knob, value, expected):
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    proc = run_cli("export", "--model", tiny_model, "--format", "all", "--precision", "fp32,int8",
+                   "--calib", calib_dir, "--out", out, env={knob: value})
+    line = assert_one_line_error(proc)
+    assert expected in line and "needs about" in line, line
+    assert time.perf_counter() - started < 20  # before TensorFlow, images or conversion
+    assert _no_files(out)
+
+
+def test_estimate_grows_with_the_model_and_isolation_lowers_it():
+    from vitedge import formats
+    from vitedge.export.resources import estimate, parse_bytes
+
+    pairs = [(formats.get(f), p) for f in ("tflite", "onnx", "ort") for p in ("fp32", "int8")]
+    small, big = estimate(88_000_000, pairs, True), estimate(346_000_000, pairs, True)
+    assert big.memory > small.memory and big.disk > 3 * small.disk
+    assert estimate(346_000_000, pairs, False).memory > big.memory
+    assert parse_bytes("8G", "X") == 8_000_000_000 and parse_bytes("512m", "X") == 512_000_000
+    from vitedge.errors import UsageError
+
+    with pytest.raises(UsageError, match="X='lots'"):
+        parse_bytes("lots", "X")
+
+
+def test_isolation_knob():
+    from vitedge.errors import UsageError
+    from vitedge.export import isolate
+
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv(isolate.ENV, "off")
+        assert not isolate.wanted(10**12)
+        mp.setenv(isolate.ENV, "1000")
+        assert isolate.wanted(1000) and not isolate.wanted(999)
+        mp.delenv(isolate.ENV)
+        assert isolate.wanted(4 * 22_000_000) and not isolate.wanted(4 * 5_700_000)  # ViT-S yes, ViT-Ti no
+        mp.setenv(isolate.ENV, "many")
+        with pytest.raises(UsageError):
+            isolate.threshold()
+    finally:
+        mp.undo()
