@@ -19,31 +19,34 @@ def _no_files(folder) -> bool:
     return not folder.exists() or not any(folder.iterdir())
 
 
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("tflite", marks=pytest.mark.slow)])
 def test_isolated_export_matches_keras_and_says_where_it_is(tmp_path, tiny_model, calib_dir, calib, keras_logits,
-                                                             monkeypatch):
-    """Forced isolation (threshold 0) on the tiny model: tf2onnx (large-model route) and the
-    TFLite converter run in child processes, the files verify against Keras as in-process ones
-    do, and progress lines name each stage with the elapsed time."""
-    from vitedge.artifact import read_onnx_metadata
+                                                             monkeypatch, fmt):
+    """Forced isolation (threshold 0) on the tiny model: the Keras reference, tf2onnx (its
+    large-model route) or the SavedModel and TFLite converter, and verification run in child
+    processes; the files verify against Keras as in-process ones do, and progress lines name
+    each stage with the elapsed time. (Each child imports TensorFlow: TFLite is the slow tier.)"""
     from vitedge.export import export_artifacts
+    from vitedge.formats import read_metadata
     from vitedge.runtime import load_runtime
 
     monkeypatch.setenv("VITEDGE_EXPORT_ISOLATE", "0")
     said: list[str] = []
     out = tmp_path / "out"
-    results = export_artifacts(tiny_model, formats="onnx,tflite", precisions="fp32", calib_dir=calib_dir,
+    results = export_artifacts(tiny_model, formats=fmt, precisions="fp32", calib_dir=calib_dir,
                                out_dir=out, scores="logits", progress=True, say=said.append)
-    assert sorted(r.path.name for r in results) == ["tiny-vit_fp32.onnx", "tiny-vit_fp32.tflite"]
+    assert [r.path.name for r in results] == [f"tiny-vit_fp32.{fmt}"]
     images = calib.images
     for r in results:
         assert r.verification["max_abs_diff"] < 1e-4 and r.verification["top1_agreement"] == 1.0
         got = load_runtime(r.path).run(images)
         np.testing.assert_allclose(got, keras_logits, atol=1e-4)
-    assert read_onnx_metadata(out / "tiny-vit_fp32.onnx")["verification"]["images"] == len(images)
+    assert read_metadata(results[0].path)["verification"]["images"] == len(images)
     text = "\n".join(said)
-    assert "tf2onnx fp32 conversion and graph rewrite (own process)" in text
-    assert "tflite fp32: TFLiteConverter (own process)" in text
-    assert "1/2 onnx fp32: converting" in text and "2/2 tflite fp32: verified, top-1 agreement 100.0%" in text
+    assert "Keras model and its reference scores (own process)" in text
+    assert {"onnx": "tf2onnx fp32 conversion and graph rewrite (own process)",
+            "tflite": "tflite fp32: TFLiteConverter (own process)"}[fmt] in text
+    assert f"1/1 {fmt} fp32: converting" in text and f"1/1 {fmt} fp32: verified, top-1 agreement 100.0%" in text
     stamps = [float(line[1:line.index(" s]")]) for line in said if line.startswith("[")]
     assert stamps == sorted(stamps) and len(stamps) == len(said)
 
