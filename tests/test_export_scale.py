@@ -130,3 +130,16 @@ def test_isolation_knob():
             isolate.threshold()
     finally:
         mp.undo()
+
+
+def test_an_artifact_past_its_formats_file_limit_is_refused_up_front(tmp_path, calib_dir):
+    """ViT-H/14's fp32 weights (2.5 GB) do not fit a .tflite FlatBuffer: refused in the plan,
+    in one line naming the precisions that fit, before TensorFlow or any image."""
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    proc = run_cli("export", "--variant", "vit-h14", "--format", "tflite", "--precision", "fp32",
+                   "--calib", calib_dir, "--out", out)
+    line = assert_one_line_error(proc)
+    assert "TFLite fp32 of vit-h14 would be about 2.5 GB, past the 2 GiB a .tflite file can hold" in line
+    assert "int8" in line and time.perf_counter() - started < 20
+    assert _no_files(out)

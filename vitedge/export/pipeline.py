@@ -325,10 +325,11 @@ def plan(options: ExportOptions) -> ExportPlan:
         for fmt in fmts:
             for message in format_registry.get(fmt).export_warnings(source.spec):
                 options.warn(message)
-    from .resources import check
+    from .resources import check, check_file_sizes
 
     # Before any image is read or TensorFlow imported: refuse what memory or disk cannot hold.
     weights = weight_bytes(source.spec)
+    check_file_sizes(weights, [(a.format, a.precision) for a in artifacts], source.stem)
     check(weights, [(a.format, a.precision) for a in artifacts], isolate.wanted(weights), Path(out_dir),
           what=f"exporting {source.stem} ({weights / 1e6:.0f} MB of weights) to {len(artifacts)} artifact(s)")
     return ExportPlan(options, source, chosen_labels, int8_options, artifacts)

@@ -94,6 +94,17 @@ def estimate(weight_bytes: int, pairs: list[tuple], isolated: bool) -> Estimate:
     return Estimate(int(memory), int(disk))
 
 
+def check_file_sizes(weight_bytes: int, pairs: list[tuple], stem: str) -> None:
+    """Refuse an artifact whose estimated size is past its format's `max_file_bytes`."""
+    for fmt, precision in pairs:
+        size = ARTIFACT_FACTOR.get(precision, 1.0) * weight_bytes
+        if fmt.max_file_bytes is not None and size > fmt.max_file_bytes:
+            smaller = [p for p in fmt.precisions if ARTIFACT_FACTOR.get(p, 1.0) * weight_bytes <= fmt.max_file_bytes]
+            raise VitedgeError(f"{fmt.title} {precision} of {stem} would be about {_gb(size)}, past the "
+                               f"{fmt.max_file_bytes / 2**30:.0f} GiB a {fmt.suffix} file can hold; vitedge does "
+                               f"not write split {fmt.title} files" + (f" (try {', '.join(smaller)})" if smaller else ""))
+
+
 def _gb(n: float) -> str:
     return f"{n / GB:.1f} GB"
 

@@ -23,6 +23,8 @@ Members of `ArtifactFormat` (class attributes unless marked as methods):
   convert_disk     temporary bytes it writes per weight byte: export's up-front memory and
                    disk checks (`vitedge.export.resources`); formats sharing a converter
                    (ORT uses ONNX's) name it in `converter_family`.
+  max_file_bytes   the largest file the format can hold (a FlatBuffer's or a protobuf's 2 GiB),
+                   or None: export refuses up front an artifact estimated past it.
 
   read_metadata(path)         method: the vitedge metadata dict inside the file, or None for a
                               foreign file; a VitedgeError if the file is not of this format.
@@ -175,6 +177,7 @@ class ArtifactFormat:
     convert_memory: float = 8.0
     convert_disk: float = 1.5
     converter_family: str = ""  # "" = its own name
+    max_file_bytes: int | None = None
     runtime_backend: str = ""
     converter_class: str = ""
 

@@ -22,6 +22,7 @@ class OnnxFormat(ArtifactFormat):
     runtime_name = "onnxruntime"
     int8_recipes = "onnx"
     convert_memory = 14.0  # measured, docs/export-memory.md
+    max_file_bytes = 2**31 - 1  # one protobuf message
     convert_disk = 2.2
     runtime_backend = "vitedge.runtime.onnxrt:OnnxRuntime"
     converter_class = "vitedge.export.onnx:OnnxConverter"

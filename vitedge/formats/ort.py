@@ -31,6 +31,7 @@ class OrtFormat(ArtifactFormat):
     runtime_name = "onnxruntime"
     int8_recipes = "onnx"  # converted from the ONNX int8 files
     convert_memory = 14.0  # measured, docs/export-memory.md
+    max_file_bytes = 2**31 - 1  # the ORT FlatBuffer
     convert_disk = 2.2
     converter_family = "onnx"
     runtime_backend = "vitedge.runtime.onnxrt:OnnxRuntime"

@@ -27,6 +27,7 @@ class TfliteFormat(ArtifactFormat):
     int8_recipes = "tflite"
     int8_io = True
     convert_memory = 7.0  # measured, docs/export-memory.md
+    max_file_bytes = 2**31 - 1  # FlatBuffer offsets are 32-bit
     convert_disk = 2.2
     runtime_backend = "vitedge.runtime.litert:LiteRTRuntime"
     converter_class = "vitedge.export.tflite:TfliteConverter"
