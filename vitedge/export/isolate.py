@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from ..errors import UsageError, VitedgeError
@@ -108,16 +107,6 @@ def _child(job: str, result: str) -> int:
         pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, result)
     return 0
-
-
-class Stopwatch:
-    """Elapsed seconds since creation, as text for progress lines."""
-
-    def __init__(self):
-        self.started = time.perf_counter()
-
-    def __str__(self) -> str:
-        return f"{time.perf_counter() - self.started:.1f} s"
 
 
 if __name__ == "__main__":
