@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -354,7 +355,6 @@ def prepare(export: ExportPlan, say: Callable[[str], None] = lambda message: Non
     child process, which saves it to `workdir` for the later steps: this process never loads
     TensorFlow or the weights (`Reference.keras_model` is None, `model_file` names the file)."""
     options, source = export.options, export.source
-    say(f"reading calibration images from {options.calib_dir}")
     calibration = load_calibration(options.calib_dir, options.calib_size, source.spec.config.image_size,
                                    source.spec.preprocessing, seed=options.calib_seed, progress=options.progress,
                                    warn=options.warn)
@@ -448,7 +448,10 @@ def _closest(item: PlannedArtifact, export: ExportPlan, recipe: dict) -> str:
 def run_export(options: ExportOptions) -> list[ExportResult]:
     """plan -> convert -> verify -> commit (see the module docstring)."""
     export = plan(options)
-    say = Progress(options.say if options.progress else None)
+    # Progress lines for a person watching, or for a large model (minutes per step) in a log
+    # too; a small export's log keeps to its results and errors.
+    wanted = options.progress and (sys.stderr.isatty() or isolate.wanted(weight_bytes(export.source.spec)))
+    say = Progress(options.say if wanted else None)
     results: list[ExportResult] = []
     missed: list[str] = []
     total = len(export.artifacts)
