@@ -143,3 +143,10 @@ def test_an_artifact_past_its_formats_file_limit_is_refused_up_front(tmp_path, c
     assert "TFLite fp32 of vit-h14 would be about 2.5 GB, past the 2 GiB a .tflite file can hold" in line
     assert "int8" in line and time.perf_counter() - started < 20
     assert _no_files(out)
+
+
+def test_progress_lines_do_not_come_before_a_bad_input_error(tmp_path, tiny_model):
+    """With isolation (progress lines in logs too) a missing calibration folder is still one line."""
+    proc = run_cli("export", "--model", tiny_model, "--calib", tmp_path / "nothing", "--out", tmp_path / "out",
+                   env={"VITEDGE_EXPORT_ISOLATE": "0"})
+    assert "nothing" in assert_one_line_error(proc)
