@@ -18,7 +18,7 @@ MODEL ?= models/fmnist-vit.keras
 ARTIFACTS ?= out
 STEM ?= $(basename $(notdir $(MODEL)))
 
-.PHONY: install install-dev test test-all lint demo fmnist fmnist-deb sshd-deb data model clean bench bench-startup bench-photo pi-check bench-int8 mediapipe
+.PHONY: install install-dev test test-all lint demo fmnist fmnist-deb sshd-deb data model clean bench bench-startup bench-photo pi-check bench-int8 bench-export mediapipe
 
 install: $(STAMP)
 
@@ -132,6 +132,14 @@ bench: install
 # top-1 on the full test split) in one bench run; exits non-zero when one falls short.
 bench-int8: install
 	$(BIN)/python scripts/bench_int8.py --model $(MODEL) --data $(DATA)/test --out $(RESULTS)/int8
+
+# Export cost against model size (docs/export-memory.md): wall time and peak memory of the whole
+# process tree per format and precision for ViT-Ti, ViT-S, ViT-B (FULL=1: + ViT-L), one export at
+# a time; table on stdout, plot in $(RESULTS)/export-cost.png. Not part of make test (long).
+bench-export: install
+	@mkdir -p $(RESULTS)
+	set -o pipefail; $(BIN)/python scripts/bench_export.py $(if $(FULL),--full) --plot $(RESULTS)/export-cost.png \
+	  | tee $(RESULTS)/export-cost.txt
 
 # Wall time of `vitedge predict` on one image next to a bare `python -c "import numpy"`.
 bench-startup: install

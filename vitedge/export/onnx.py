@@ -6,6 +6,8 @@ one output "logits", whatever the TF tensor names were. Quantized files keep flo
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from ..errors import VitedgeError
 from ..formats.base import Converted, Converter, ExportContext
 from ..quiet import captured_stderr, last_error_line
+from . import isolate
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -20,22 +23,131 @@ OUTPUT_NAME = "logits"
 # int8 (dynamic and static) is made by vitedge.quant.onnx_quant, from the fused graph.
 
 
-def convert_fp32(model):
-    """The float ONNX ModelProto of a Keras ViT (opset 17, dynamic batch, stable names)."""
+def convert_fp32(model, large: bool = False):
+    """The float ONNX ModelProto of a Keras ViT (opset 17, dynamic batch, stable names).
+
+    `large`: tf2onnx's large-model route, for models whose conversion would not fit otherwise:
+    weights frozen without TF's function rebuild and kept out of the GraphDef, no grappler
+    pass (measured on ViT-S: 5x the weights above TensorFlow's own memory instead of 20x).
+    The same math; grappler's only effect on a ViT is dropping Adds of all-zero constants (the
+    biases of randomly initialized layers), which then stay as Adds."""
     import tensorflow as tf
     import tf2onnx
 
     h, w, c = model.input_shape[1:4]
     function = tf.function(lambda image: model(image, training=False))
     signature = [tf.TensorSpec((None, h, w, c), tf.float32, name=INPUT_NAME)]
+
+    def run(copy_per_pass: bool):
+        with lean_tf2onnx(copy_per_pass=copy_per_pass, large=large):
+            proto, storage = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET,
+                                                           large_model=large)
+        if large:
+            _inline_external(proto, storage)
+        return proto
+
     with captured_stderr() as log:
         try:
-            proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
+            try:
+                proto = run(copy_per_pass=False)
+            except Exception:  # an optimizer pass failed: tf2onnx's own way, which skips it
+                proto = run(copy_per_pass=True)
         except Exception as exc:
             detail = last_error_line(str(exc)) or last_error_line(log[0] if log else "")
             raise VitedgeError(f"tf2onnx could not convert the model: {detail}") from None
     _stable_names(proto)
     return proto
+
+
+def _inline_external(proto, storage) -> None:
+    """Move the large-model route's tensors (kept beside the proto) into the initializers."""
+    import onnx
+
+    data = storage.name_to_tensor_data
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            where = {e.key: e.value for e in tensor.external_data}["location"]
+            tensor.raw_data = data.pop(where)
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+
+
+@contextlib.contextmanager
+def lean_tf2onnx(copy_per_pass: bool, large: bool = False):
+    """tf2onnx without its per-pass copies of the weights (same passes, same graph).
+
+    Each of its ~36 optimizer passes rewrites every node's NodeProto in place (`update_proto`);
+    with the upb protobuf backend the old attributes, weights included, stay in the message's
+    arena until the message dies, so the process grew by one copy of the weights per pass
+    (measured: ViT-S +3.2 GB). Here each update starts from a fresh NodeProto. Unless
+    `copy_per_pass`, the passes also run without tf2onnx's deep copy of the graph before each
+    (TF2ONNX_CATCH_ERRORS set: a failing pass raises instead of being skipped; the caller
+    retries the copying way then)."""
+    import onnx
+    from tf2onnx import graph as tf2onnx_graph
+
+    original = tf2onnx_graph.Node.update_proto
+
+    def update_proto(node, external_tensor_storage=None):
+        old, fresh = node._op, onnx.NodeProto()
+        for fd, value in old.ListFields():
+            if fd.name in ("input", "output", "attribute"):
+                continue  # the original rebuilds these
+            if isinstance(value, (str, bytes, int, float)):
+                setattr(fresh, fd.name, value)
+            elif hasattr(value, "CopyFrom"):
+                getattr(fresh, fd.name).CopyFrom(value)
+            else:  # a repeated field
+                getattr(fresh, fd.name).extend(value)
+        node._op = fresh
+        return original(node, external_tensor_storage)
+
+    env_was = os.environ.get("TF2ONNX_CATCH_ERRORS")
+    tf2onnx_graph.Node.update_proto = update_proto
+    shimmed = large and not hasattr(np, "product")
+    if shimmed:  # tf2onnx 1.17's large-model route still calls np.product (gone in NumPy 2)
+        np.product = np.prod
+    if not copy_per_pass:
+        os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"  # tf2onnx reads only its presence
+    try:
+        yield
+    finally:
+        tf2onnx_graph.Node.update_proto = original
+        if shimmed:
+            del np.product
+        if env_was is None:
+            os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
+        else:
+            os.environ["TF2ONNX_CATCH_ERRORS"] = env_was
+
+
+def fp32_files(model, tf2onnx_path: Path, fused_path: Path, large: bool = False) -> dict:
+    """Write tf2onnx's fp32 graph and the fused one (`onnx_graph.simplify`) of `model` (a Keras
+    model, or a .keras file to load); returns what the rewrite did. `large`: see `convert_fp32`."""
+    import onnx
+
+    from .onnx_graph import simplify
+
+    if isinstance(model, (str, Path)):
+        model = load_keras(model)
+    proto = convert_fp32(model, large=large)
+    del model
+    onnx.save(proto, str(tf2onnx_path))
+    # Fused graph (LayerNorm, Gelu, attention, Dense): same math, ~2-5x fewer nodes; fp32 and
+    # int8 both start from it, so int8's speed-up is quantization's (docs/quantization.md).
+    fused, graph = simplify(proto)
+    del proto
+    onnx.save(fused, str(fused_path))
+    return graph
+
+
+def load_keras(path):
+    """A Keras model saved by `ExportContext.model_file` (vitedge's layers registered)."""
+    import keras
+
+    from .. import vit  # noqa: F401  (registers vitedge's layers)
+
+    return keras.saving.load_model(str(path), compile=False, safe_mode=True)
 
 
 def _stable_names(proto) -> None:
@@ -106,16 +218,15 @@ class OnnxBuilder:
     fmt, suffix = "onnx", ".onnx"
 
     def __init__(self, fp32_path: Path, calibration: np.ndarray, workdir: Path, target: str,
-                 calib_method: str = "minmax"):
+                 calib_method: str = "minmax", isolate: bool = False):
         self.fp32_path, self.calibration, self.workdir, self.target = fp32_path, calibration, workdir, target
-        self.calib_method = calib_method
+        self.calib_method, self.isolate = calib_method, isolate
         self.cache = workdir / "onnx_activation_ranges.json"
 
     def build(self, recipe: str, exclude: list[str], path: Path) -> dict:
-        from ..quant.onnx_quant import quantize
-
-        return quantize(self.fp32_path, path, recipe, self.target, self.calibration, exclude, cache=self.cache,
-                        method=self.calib_method)
+        return isolate.call("vitedge.quant.onnx_quant:quantize", self.fp32_path, path, recipe, self.target,
+                            self.calibration, exclude, cache=self.cache, method=self.calib_method,
+                            isolate=self.isolate, what=f"ONNX int8 quantization ({recipe})")
 
 
 def copy_proto(proto):
@@ -129,7 +240,8 @@ class OnnxConverter(Converter):
 
     def __init__(self, ctx: ExportContext):
         super().__init__(ctx)
-        self._tf2onnx = None  # tf2onnx's fp32 graph (fp16 starts from it)
+        self._tf2onnx = None  # tf2onnx's fp32 graph (fp16 starts from it), loaded when needed
+        self._tf2onnx_path: Path | None = None
         self._fp32 = None  # the fused fp32 graph
         self._graph: dict = {}  # what the rewrite did, for the recipe
         self.fp32_path: Path | None = None  # the fused fp32 graph on disk (quantizers read files)
@@ -141,14 +253,25 @@ class OnnxConverter(Converter):
             return
         import onnx
 
-        from .onnx_graph import simplify
+        ctx = self.ctx
+        self.fp32_path = ctx.workdir / "fp32.onnx"
+        self._tf2onnx_path = ctx.workdir / "tf2onnx_fp32.onnx"
+        # tf2onnx peaks at many times the weights (TF's freeze + grappler): in a child process
+        # for large models, so that memory goes back before the next step.
+        model = ctx.model_file() if ctx.isolate else ctx.keras_model
+        ctx.progress("onnx: tf2onnx fp32 conversion and graph rewrite" + (" (own process)" if ctx.isolate else ""))
+        self._graph = isolate.call("vitedge.export.onnx:fp32_files", model, self._tf2onnx_path, self.fp32_path,
+                                   large=ctx.isolate, isolate=ctx.isolate, what="tf2onnx (ONNX fp32 conversion)")
+        self._fp32 = onnx.load(str(self.fp32_path))
 
-        self._tf2onnx = convert_fp32(self.ctx.keras_model)
-        # Fused graph (LayerNorm, Gelu, attention, Dense): same math, ~2-5x fewer nodes; fp32 and
-        # int8 both start from it, so int8's speed-up is quantization's (docs/quantization.md).
-        self._fp32, self._graph = simplify(self._tf2onnx)
-        self.fp32_path = self.ctx.workdir / "fp32.onnx"
-        onnx.save(self._fp32, str(self.fp32_path))
+    def _tf2onnx_graph(self):
+        """tf2onnx's own fp32 graph (fp16 starts from it), read back when first needed."""
+        import onnx
+
+        self._fp32_start()
+        if self._tf2onnx is None:
+            self._tf2onnx = onnx.load(str(self._tf2onnx_path))
+        return self._tf2onnx
 
     def proto(self, precision: str):
         """(ModelProto, recipe, bound met) of one precision, logits out; a fresh copy each call."""
@@ -171,7 +294,7 @@ class OnnxConverter(Converter):
         if precision == "fp32":
             proto = self._fp32
         elif precision == "fp16":  # from tf2onnx's graph: the fused ONNX Runtime ops have no fp16 CPU kernels
-            proto, extra = to_fp16(self._tf2onnx)
+            proto, extra = to_fp16(self._tf2onnx_graph())
             recipe.update(extra)
         elif precision == "dynamic":
             # the "dynamic" recipe: ONNX Runtime's per-call int8 on the weight MatMuls, one image at a time
@@ -181,6 +304,7 @@ class OnnxConverter(Converter):
         elif precision == "int8":  # the measured recipes (vitedge.quant, docs/quantization.md)
             from ..quant.int8_export import int8_artifact
 
+            ctx.progress(f"onnx int8: calibrating on {len(ctx.calibration.images)} images and quantizing")
             out, extra, met = int8_artifact(self.builder(), ctx.int8)
             recipe.update(extra)
             proto = onnx.load(str(out))
@@ -194,7 +318,7 @@ class OnnxConverter(Converter):
         if self._builder is None:
             ctx = self.ctx
             self._builder = OnnxBuilder(self.fp32_path, ctx.calibration.images, ctx.workdir, ctx.int8.target,
-                                        ctx.calib_method)
+                                        ctx.calib_method, isolate=ctx.isolate)
         return self._builder
 
     def io(self, proto, recipe: dict) -> dict:

@@ -89,6 +89,7 @@ class OrtConverter(Converter):
         import onnx
 
         from ..artifact import set_onnx_metadata
+        from . import isolate
         from . import onnx as onnx_export
 
         ctx = self.ctx
@@ -106,7 +107,8 @@ class OrtConverter(Converter):
             folder.mkdir(exist_ok=True)
             source = folder / f"model_{precision}.onnx"
             onnx.save(proto, str(source))
-            ort_file, config = convert(source, folder / "converted", ctx.target)
+            ort_file, config = isolate.call("vitedge.export.ort:convert", source, folder / "converted", ctx.target,
+                                            isolate=ctx.isolate, what=f"ORT {precision} conversion")
             path.write_bytes(ort_file.read_bytes())
             done["config"] = config.read_text()
 

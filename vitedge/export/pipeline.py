@@ -33,9 +33,9 @@ from ..formats import ArtifactFormat, Converted, ExportContext
 from ..modelfile import ModelSpec, default_labels, read_labels_file, read_spec
 from ..preprocess import Preprocessing
 from ..quant.recipes import CALIB_METHODS
+from . import isolate
 from .metadata import artifact_metadata
 from .tflite import DEFAULT_BATCH as DEFAULT_TFLITE_BATCH
-from .verify import verify_artifact
 
 SCORES = ("logits", "probabilities")
 
@@ -328,6 +328,13 @@ def plan(options: ExportOptions) -> ExportPlan:
         for fmt in fmts:
             for message in format_registry.get(fmt).export_warnings(source.spec):
                 options.warn(message)
+    from .resources import check, check_file_sizes
+
+    # Before any image is read or TensorFlow imported: refuse what memory or disk cannot hold.
+    weights = weight_bytes(source.spec)
+    check_file_sizes(weights, [(a.format, a.precision) for a in artifacts], source.stem)
+    check(weights, [(a.format, a.precision) for a in artifacts], isolate.wanted(weights), Path(out_dir),
+          what=f"exporting {source.stem} ({weights / 1e6:.0f} MB of weights) to {len(artifacts)} artifact(s)")
     return ExportPlan(options, source, chosen_labels, int8_options, artifacts)
 
 
@@ -338,28 +345,68 @@ class Reference:
 
     calibration: CalibrationSet
     logits: np.ndarray
-    keras_model: object
+    keras_model: object  # None when only a child process holds it (then model_file)
+    model_file: Path | None = None
 
 
-def prepare(export: ExportPlan) -> Reference:
-    """Calibration images (validation held out for accuracy control), the Keras model, its logits."""
+def prepare(export: ExportPlan, say: Callable[[str], None] = lambda message: None,
+            workdir: Path | None = None) -> Reference:
+    """Calibration images (validation held out for accuracy control), the Keras model, its logits.
+
+    With isolation (large models, `vitedge.export.isolate`) the Keras model lives only in a
+    child process, which saves it to `workdir` for the later steps: this process never loads
+    TensorFlow or the weights (`Reference.keras_model` is None, `model_file` names the file)."""
     options, source = export.options, export.source
     calibration = load_calibration(options.calib_dir, options.calib_size, source.spec.config.image_size,
                                    source.spec.preprocessing, seed=options.calib_seed, progress=options.progress,
                                    warn=options.warn)
     if export.wants_int8 and (options.max_drop is not None or export.int8.auto):
         calibration = _hold_out_validation(calibration, source.spec, export.int8, options.warn)
-    keras_model = source.load()
+    isolated = isolate.wanted(weight_bytes(source.spec)) and workdir is not None
+    say(f"{len(calibration.images)} calibration images; Keras model and its reference scores"
+        + (" (own process)" if isolated else ""))
+    if isolated:
+        model_file = workdir / "model.keras"
+        logits, spec = isolate.call("vitedge.export.pipeline:keras_reference", source, calibration.images,
+                                    model_file, isolate=True, what="loading the Keras model")
+        source.spec, keras_model = spec, None
+    else:
+        model_file, keras_model = None, source.load()
+        logits = reference_logits(keras_model, calibration.images)
     source.spec = ModelSpec(source.spec.config, export.labels, source.spec.preprocessing, source.spec.info)
-    return Reference(calibration, reference_logits(keras_model, calibration.images), keras_model)
+    return Reference(calibration, logits, keras_model, model_file)
 
 
-def context(export: ExportPlan, reference: Reference, workdir: Path) -> ExportContext:
+def keras_reference(source: _Source, images: np.ndarray, model_file: Path) -> tuple[np.ndarray, ModelSpec]:
+    """(Keras logits for `images`, the model's spec) with the model saved to `model_file`."""
+    model = source.load()
+    model.save(str(model_file))
+    return reference_logits(model, images), source.spec
+
+
+def context(export: ExportPlan, reference: Reference, workdir: Path, say=None) -> ExportContext:
     options = export.options
     return ExportContext(keras_model=reference.keras_model, calibration=reference.calibration, workdir=workdir,
                          int8=export.int8, target=export.int8.target, int8_io=options.int8_io,
                          calib_method=options.calib_method, tflite_batch=options.tflite_batch,
-                         threads=options.threads)
+                         threads=options.threads, isolate=isolate.wanted(weight_bytes(export.source.spec)),
+                         say=say, model_path=reference.model_file)
+
+
+def weight_bytes(spec: ModelSpec) -> int:
+    """fp32 bytes of the model's weights (what export's costs scale with)."""
+    return 4 * spec.config.param_count()
+
+
+class Progress:
+    """Progress lines with the time since the export started ("[  12.3 s] onnx int8: ...")."""
+
+    def __init__(self, say: Callable[[str], None] | None):
+        self.say, self.started = say, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.say is not None:
+            self.say(f"[{time.perf_counter() - self.started:7.1f} s] {message}")
 
 
 # -------------------------------------------------------------------- verify, commit ----
@@ -375,9 +422,12 @@ def _stage(item: PlannedArtifact, converted: Converted, export: ExportPlan, refe
                              spec=export.source.spec, io=converted.io, source=source_info,
                              calibration=reference.calibration, scores=item.scores)
     converted.write(tmp, meta)
-    figures = verify_artifact(tmp, item.precision, reference.calibration.images, reference.logits,
-                              threads=options.threads, label=item.path.name, scores=item.scores,
-                              runtime=item.format.runtime_name)
+    # In a child for large models: the runtime's copy of the weights goes back when it ends.
+    figures = isolate.call("vitedge.export.verify:verify_artifact", tmp, item.precision,
+                           reference.calibration.images, reference.logits, threads=options.threads,
+                           label=item.path.name, scores=item.scores, runtime=item.format.runtime_name,
+                           isolate=isolate.wanted(weight_bytes(export.source.spec)),
+                           what=f"verification of {item.label}")
     figures["images_fingerprint"] = reference.calibration.fingerprint
     meta["verification"] = figures
     converted.write(tmp, meta)
@@ -400,18 +450,28 @@ def _closest(item: PlannedArtifact, export: ExportPlan, recipe: dict) -> str:
 def run_export(options: ExportOptions) -> list[ExportResult]:
     """plan -> convert -> verify -> commit (see the module docstring)."""
     export = plan(options)
-    reference = prepare(export)
-    source_info = dict(export.source.info)
+    # Progress lines for a person watching, or for a large model (minutes per step) in a log
+    # too; a small export's log keeps to its results and errors.
+    wanted = options.progress and (sys.stderr.isatty() or isolate.wanted(weight_bytes(export.source.spec)))
+    say = Progress(options.say if wanted else None)
     results: list[ExportResult] = []
     missed: list[str] = []
+    total = len(export.artifacts)
     with work_directory("export") as work, contextlib.ExitStack() as commit:
-        ctx = context(export, reference, Path(work))
-        for item in _progress(export.artifacts, options.progress):
+        reference = prepare(export, say, Path(work))
+        source_info = dict(export.source.info)
+        ctx = context(export, reference, Path(work), say)
+        for number, item in enumerate(export.artifacts, 1):
             started = time.perf_counter()
+            say(f"{number}/{total} {item.label}: converting")
             converted = ctx.converter(item.format.name).convert(item.precision, item.scores)
             if converted.bound_missed:  # kept under a name that says so
                 missed.append(_closest(item, export, converted.recipe))
+            say(f"{number}/{total} {item.label}: converted in {time.perf_counter() - started:.1f} s; "
+                f"verifying on {len(reference.logits)} images")
             tmp, figures = _stage(item, converted, export, reference, commit, source_info)
+            say(f"{number}/{total} {item.label}: verified, top-1 agreement {100 * figures['top1_agreement']:.1f}% "
+                f"({time.perf_counter() - started:.1f} s)")
             results.append(ExportResult(path=item.path, format=item.format.name, precision=item.precision,
                                         size_bytes=tmp.stat().st_size, verification=figures,
                                         recipe=converted.recipe, seconds=round(time.perf_counter() - started, 2)))
@@ -459,17 +519,6 @@ def _hold_out_validation(calibration: CalibrationSet, spec: ModelSpec, options, 
         if warn is not None:  # --int8 auto without --max-drop: still picks by speed
             warn(f"{exc}; --int8 auto picks by speed alone, accuracy not validated".replace("--max-drop: ", ""))
     return calibration
-
-
-def _progress(pairs, enabled):
-    if not enabled or not sys.stderr.isatty():
-        yield from pairs
-        return
-    import click
-
-    with click.progressbar(pairs, label="exporting", file=click.get_text_stream("stderr"),
-                           item_show_func=lambda a: a.label if a else None) as bar:
-        yield from bar
 
 
 def reference_logits(keras_model, images: np.ndarray) -> np.ndarray:

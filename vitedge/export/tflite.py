@@ -20,6 +20,7 @@ from ..errors import VitedgeError
 from ..formats.base import Converted, Converter, ExportContext
 from ..formats.tflite import PRECISIONS
 from ..quiet import captured_stderr, last_error_line
+from . import isolate
 from .metadata import STATIC_PRECISIONS
 
 DEFAULT_BATCH = 1
@@ -175,40 +176,78 @@ def io_details(flatbuffer: bytes) -> dict:
     }
 
 
+def quantize_calibrated_file(calibrated: Path, recipe: str, exclude: list[str], target: str) -> tuple[bytes, dict]:
+    """`tflite_quant.quantize_calibrated` of a calibrated model kept in a file."""
+    from ..quant import tflite_quant
+
+    return tflite_quant.quantize_calibrated(Path(calibrated).read_bytes(), recipe, exclude, target=target)
+
+
 class TfliteBuilder:
     """Int8 TFLite files from the SavedModel, by a recipe's settings (calibrated once)."""
 
     fmt, suffix = "tflite", ".tflite"
 
-    def __init__(self, saved_model: Path, calibration: np.ndarray, workdir: Path, target: str, batch: int | None):
+    def __init__(self, saved_model: Path, calibration: np.ndarray, workdir: Path, target: str, batch: int | None,
+                 isolate: bool = False):
         self.saved_model, self.calibration, self.workdir = saved_model, calibration, workdir
-        self.target, self.batch = target, batch
-        self._calibrated: bytes | None = None
+        self.target, self.batch, self.isolate = target, batch, isolate
+        self._calibrated: Path | None = None  # the calibrated float model, on disk
         self._fp32_path: Path | None = None
 
     @property
     def fp32_path(self) -> Path:
         """A plain fp32 conversion (no metadata) to compare and time the int8 files against."""
         if self._fp32_path is None:
-            flatbuffer, _ = convert(self.saved_model, "fp32", batch=self.batch)
+            flatbuffer, _ = isolate.call("vitedge.export.tflite:convert", self.saved_model, "fp32", batch=self.batch,
+                                         isolate=self.isolate, what="TFLite fp32 conversion")
             self._fp32_path = self.workdir / "int8_reference_fp32.tflite"
             self._fp32_path.write_bytes(flatbuffer)
         return self._fp32_path
 
     def build(self, recipe: str, exclude: list[str], path: Path) -> dict:
-        from ..quant import tflite_quant
         from ..quant.recipes import RECIPES
 
+        where = "vitedge.quant.tflite_quant"
         if RECIPES[("tflite", recipe)].mode == "dynamic":
-            flatbuffer, record = tflite_quant.dynamic(self.saved_model)
+            flatbuffer, record = isolate.call(f"{where}:dynamic", self.saved_model, isolate=self.isolate,
+                                              what="TFLite dynamic-range int8 conversion")
         else:
             if self._calibrated is None:
-                self._calibrated = tflite_quant.calibrate(self.saved_model, self.calibration, self.batch)
-            flatbuffer, record = tflite_quant.quantize_calibrated(self._calibrated, recipe, exclude,
-                                                                   target=self.target)
+                self._calibrated = self.workdir / "tflite_calibrated.tflite"
+                self._calibrated.write_bytes(isolate.call(
+                    f"{where}:calibrate", self.saved_model, self.calibration, self.batch, isolate=self.isolate,
+                    what=f"TFLite calibration ({len(self.calibration)} images)"))
+            flatbuffer, record = isolate.call("vitedge.export.tflite:quantize_calibrated_file", self._calibrated,
+                                              recipe, exclude, target=self.target, isolate=self.isolate,
+                                              what=f"TFLite int8 quantization ({recipe})")
             record["representative_images"] = int(len(self.calibration))
         path.write_bytes(flatbuffer)
         return {**record, "target": self.target}
+
+
+def tensorflow_version() -> str:
+    """TensorFlow's version from its package metadata (no import: the parent may not load TF)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def saved_model_of(model, folder: Path, batch: int | None, probabilities: bool) -> Path:
+    """`export_saved_model` of `model` (a Keras model or a .keras file to load), with a softmax
+    at the end if `probabilities`."""
+    if isinstance(model, (str, Path)):
+        from .onnx import load_keras
+
+        model = load_keras(model)
+    return export_saved_model(with_softmax(model) if probabilities else model, folder, batch)
 
 
 class TfliteConverter(Converter):
@@ -220,11 +259,14 @@ class TfliteConverter(Converter):
 
     def saved_model(self, scores: str) -> Path:
         """The SavedModel the converter starts from; `scores="probabilities"` ends it in a softmax."""
+        ctx = self.ctx
         if scores not in self._saved_models:
-            traced = with_softmax(self.ctx.keras_model) if scores == "probabilities" \
-                else self.ctx.keras_model
-            folder = self.ctx.workdir / ("saved_model" if not self._saved_models else f"saved_model_{scores}")
-            self._saved_models[scores] = export_saved_model(traced, folder, self.ctx.tflite_batch)
+            folder = ctx.workdir / ("saved_model" if not self._saved_models else f"saved_model_{scores}")
+            ctx.progress(f"tflite: SavedModel export ({scores})" + (" (own process)" if ctx.isolate else ""))
+            model = ctx.model_file() if ctx.isolate else ctx.keras_model
+            self._saved_models[scores] = isolate.call(
+                "vitedge.export.tflite:saved_model_of", model, folder, ctx.tflite_batch, scores == "probabilities",
+                isolate=ctx.isolate, what="SavedModel export")
         return self._saved_models[scores]
 
     def convert(self, precision: str, scores: str) -> Converted:
@@ -234,21 +276,21 @@ class TfliteConverter(Converter):
         saved_model = self.saved_model(scores)
         met = True
         if precision == "int8" and not ctx.int8_io:  # the measured recipes (vitedge.quant, docs/quantization.md)
-            import tensorflow as tf
-
             from ..quant.int8_export import int8_artifact
 
+            ctx.progress(f"tflite int8: calibrating on {len(ctx.calibration.images)} images and quantizing")
             builder = TfliteBuilder(saved_model, ctx.calibration.images, ctx.workdir, ctx.int8.target,
-                                    ctx.tflite_batch)
+                                    ctx.tflite_batch, isolate=ctx.isolate)
             path, recipe, met = int8_artifact(builder, ctx.int8)
             flatbuffer = path.read_bytes()
-            recipe = {"converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model",
+            recipe = {"converter": f"tensorflow {tensorflow_version()} TFLiteConverter.from_saved_model",
                       "batch": ctx.tflite_batch, "layernorm": LAYERNORM_FORM, **recipe, "io": "float32"}
         else:
             images = ctx.calibration.images if precision in STATIC_PRECISIONS else None
-            flatbuffer, recipe = convert(saved_model, precision, images,
-                                                       int8_io=ctx.int8_io and precision == "int8",
-                                                       batch=ctx.tflite_batch)
+            ctx.progress(f"tflite {precision}: TFLiteConverter" + (" (own process)" if ctx.isolate else ""))
+            flatbuffer, recipe = isolate.call("vitedge.export.tflite:convert", saved_model, precision, images,
+                                              int8_io=ctx.int8_io and precision == "int8", batch=ctx.tflite_batch,
+                                              isolate=ctx.isolate, what=f"TFLite {precision} conversion")
         io = io_details(flatbuffer)
 
         def write(path: Path, meta: dict) -> None:  # official TFLite Metadata + labels.txt + vitedge.json

@@ -16,9 +16,9 @@ in the metadata as a DESCRIPTIONS file, so there is one archive and both readers
 tflite-support and mediapipe pin an older protobuf than TensorFlow's, so this module builds
 the few tables it needs with the plain `flatbuffers` package (the `export` extra). Field slot
 numbers follow the declaration order in metadata_schema.fbs (schema 1.5, same for the fields
-used here since 1.0.0). The model flatbuffer is re-serialized with TensorFlow's own schema
-code (tensorflow.lite.python.schema_py_generated), as tflite-support's MetadataPopulator
-does, with every buffer 16-byte aligned like the converter writes them.
+used here since 1.0.0). The model flatbuffer is re-serialized with the TFLite schema's generated
+code (LiteRT's `ai_edge_litert.schema_py_generated`, else TensorFlow's), as tflite-support's
+MetadataPopulator does, with every buffer 16-byte aligned like the converter writes them.
 """
 
 from __future__ import annotations
@@ -166,12 +166,22 @@ def build_model_metadata(meta: dict) -> bytes:
 
 
 # ---------------------------------------------------------- into the model file ----
+def tflite_schema():
+    """The TFLite flatbuffer schema's generated code: LiteRT's copy (no TensorFlow import, which
+    costs an export's parent process ~0.5 GB), else TensorFlow's."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
 def insert_metadata_buffer(model_bytes: bytes, metadata_buffer: bytes) -> bytes:
     """The model flatbuffer with `metadata_buffer` as a new buffer named TFLITE_METADATA
     (replacing an older one), re-serialized; the converter's other metadata entries kept."""
     import numpy as np
-    from tensorflow.lite.python import schema_py_generated as schema
 
+    schema = tflite_schema()
     try:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
     except Exception as exc:  # a flatbuffer the schema cannot walk
@@ -219,7 +229,7 @@ class _AlignedBuffer:
         return new
 
     def Pack(self, builder):  # noqa: N802 - the generated code's name
-        from tensorflow.lite.python import schema_py_generated as schema
+        schema = tflite_schema()
 
         data = None
         if self.data is not None:

@@ -19,6 +19,12 @@ Members of `ArtifactFormat` (class attributes unless marked as methods):
   int8_io          True if `--int8-io` (int8 input/output tensors) is possible.
   in_all           True if `--format all` includes it.
   extra            the pip extra a workstation needs to convert to it ("export"), for messages.
+  convert_memory   peak bytes of its heaviest conversion step per byte of fp32 weights, and
+  convert_disk     temporary bytes it writes per weight byte: export's up-front memory and
+                   disk checks (`vitedge.export.resources`); formats sharing a converter
+                   (ORT uses ONNX's) name it in `converter_family`.
+  max_file_bytes   the largest file the format can hold (a FlatBuffer's or a protobuf's 2 GiB),
+                   or None: export refuses up front an artifact estimated past it.
 
   read_metadata(path)         method: the vitedge metadata dict inside the file, or None for a
                               foreign file; a VitedgeError if the file is not of this format.
@@ -103,9 +109,12 @@ class Converted:
 class ExportContext:
     """What every converter of one export call shares (built by `vitedge.export.pipeline`).
 
-    keras_model: the Keras model (logits out); calibration: the calibration images
+    keras_model: the Keras model (logits out), or None when only child processes load it (from
+    `model_file()`, with `isolate`); calibration: the calibration images
     (`calibration.images`, float32 NHWC, preprocessed); workdir: a temporary folder for
-    intermediate files; int8: the `vitedge.quant.int8_export.Int8Options` of the call."""
+    intermediate files; int8: the `vitedge.quant.int8_export.Int8Options` of the call;
+    isolate: run heavy steps in child processes (`vitedge.export.isolate`), which then read the
+    model from `model_file()`; say: progress lines (or None)."""
 
     keras_model: Any
     calibration: CalibrationSet
@@ -116,7 +125,22 @@ class ExportContext:
     calib_method: str = "minmax"
     tflite_batch: int | None = 1
     threads: int | None = None
+    isolate: bool = False
+    say: Callable[[str], None] | None = None
     _converters: dict[str, Converter] = field(default_factory=dict, repr=False)
+    model_path: Path | None = None  # the Keras model as a .keras file, if saved already
+
+    def model_file(self) -> Path:
+        """The Keras model as a .keras file (saved in `workdir` once), for child processes."""
+        if self.model_path is None:
+            path = self.workdir / "model.keras"
+            self.keras_model.save(str(path))
+            self.model_path = path
+        return self.model_path
+
+    def progress(self, message: str) -> None:
+        if self.say is not None:
+            self.say(message)
 
     def converter(self, name: str) -> Converter:
         """The converter of format `name` for this call (made once, then shared)."""
@@ -150,6 +174,10 @@ class ArtifactFormat:
     int8_io: bool = False
     in_all: bool = True
     extra: str = "export"
+    convert_memory: float = 8.0
+    convert_disk: float = 1.5
+    converter_family: str = ""  # "" = its own name
+    max_file_bytes: int | None = None
     runtime_backend: str = ""
     converter_class: str = ""
 

@@ -24,6 +24,9 @@ class OnnxFormat(ArtifactFormat):
     default_scores = "logits"
     runtime_name = "onnxruntime"
     int8_recipes = "onnx"
+    convert_memory = 8.0  # tf2onnx child, measured on ViT-B: docs/export-memory.md
+    max_file_bytes = 2**31 - 1  # one protobuf message
+    convert_disk = 3.5
     runtime_backend = "vitedge.runtime.onnxrt:OnnxRuntime"
     converter_class = "vitedge.export.onnx:OnnxConverter"
 

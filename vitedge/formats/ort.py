@@ -30,6 +30,10 @@ class OrtFormat(ArtifactFormat):
     default_scores = "probabilities"  # ONNX Runtime Mobile apps report the output as is
     runtime_name = "onnxruntime"
     int8_recipes = "onnx"  # converted from the ONNX int8 files
+    convert_memory = 8.0  # tf2onnx child, measured on ViT-B: docs/export-memory.md
+    max_file_bytes = 2**31 - 1  # the ORT FlatBuffer
+    convert_disk = 3.5
+    converter_family = "onnx"
     runtime_backend = "vitedge.runtime.onnxrt:OnnxRuntime"
     converter_class = "vitedge.export.ort:OrtConverter"
 

@@ -26,6 +26,9 @@ class TfliteFormat(ArtifactFormat):
     runtime_name = "litert"
     int8_recipes = "tflite"
     int8_io = True
+    convert_memory = 9.5  # calibration/quantization child, ViT-B: docs/export-memory.md
+    max_file_bytes = 2**31 - 1  # FlatBuffer offsets are 32-bit
+    convert_disk = 3.0
     runtime_backend = "vitedge.runtime.litert:LiteRTRuntime"
     converter_class = "vitedge.export.tflite:TfliteConverter"
 
