@@ -190,6 +190,7 @@ def test_two_local_workers_train_like_one_process(shapes, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mw.keras", "one.keras"]  # checkpoint removed
 
 
+@pytest.mark.slow  # ~40 s: two real worker processes, one killed and the cluster restarted (make test-slow)
 def test_a_killed_worker_and_resume_continue_the_run(shapes, tmp_path):
     """Worker 1 is killed after the chief checkpointed an epoch; the chief stops (it cannot finish a
     collective step alone) without writing the model; every worker restarted with --resume
