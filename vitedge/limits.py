@@ -105,18 +105,24 @@ def json_depth(raw: bytes) -> int:
     return deepest
 
 
-def load_metadata_json(raw: bytes | str, where: str) -> dict:
-    """Parse metadata JSON under the byte and depth limits; it must be an object."""
+def load_bounded_json(raw: bytes | str, where: str, what: str, max_bytes: int, max_depth: int):
+    """Parse JSON from a stranger's file after checking its size and nesting (a deep document
+    would exhaust the parser's recursion); `what` names it in the error ("config.json")."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
-    if len(raw) > MAX_METADATA_BYTES:
-        raise VitedgeError(f"{where}: its vitedge metadata is {len(raw):,} bytes, more than {MAX_METADATA_BYTES:,}")
-    if json_depth(raw) > MAX_JSON_DEPTH:
-        raise VitedgeError(f"{where}: its vitedge metadata nests deeper than {MAX_JSON_DEPTH} levels")
+    if len(raw) > max_bytes:
+        raise VitedgeError(f"{where}: {what} is {len(raw):,} bytes, more than {max_bytes:,}")
+    if json_depth(raw) > max_depth:
+        raise VitedgeError(f"{where}: {what} nests deeper than {max_depth} levels")
     try:
-        meta = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError):
-        raise VitedgeError(f"{where}: its vitedge metadata is not valid JSON") from None
+        raise VitedgeError(f"{where}: {what} is not valid JSON") from None
+
+
+def load_metadata_json(raw: bytes | str, where: str) -> dict:
+    """Parse metadata JSON under the byte and depth limits; it must be an object."""
+    meta = load_bounded_json(raw, where, "its vitedge metadata", MAX_METADATA_BYTES, MAX_JSON_DEPTH)
     if not isinstance(meta, dict):
         raise VitedgeError(f"{where}: its vitedge metadata is not a JSON object")
     return meta

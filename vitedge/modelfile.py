@@ -19,7 +19,7 @@ from .errors import VitedgeError
 from .limits import (
     MAX_KERAS_CONFIG_BYTES,
     MAX_KERAS_CONFIG_DEPTH,
-    json_depth,
+    load_bounded_json,
     load_metadata_json,
     read_zip_entry,
 )
@@ -146,12 +146,7 @@ def check_keras_config(path: Path, registered) -> None:
             raw = read_zip_entry(zf, "config.json", str(path), limit=MAX_KERAS_CONFIG_BYTES)
         except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
             raise VitedgeError(f"{path}: unreadable config.json ({first_line(exc)})") from None
-    if json_depth(raw) > MAX_KERAS_CONFIG_DEPTH:
-        raise VitedgeError(f"{path}: config.json nests deeper than {MAX_KERAS_CONFIG_DEPTH} levels")
-    try:
-        config = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise VitedgeError(f"{path}: config.json is not valid JSON") from None
+    config = load_bounded_json(raw, str(path), "config.json", MAX_KERAS_CONFIG_BYTES, MAX_KERAS_CONFIG_DEPTH)
     stack = [config]
     while stack:
         node = stack.pop()
