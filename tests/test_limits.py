@@ -414,12 +414,25 @@ def test_work_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
 
 
 def test_work_directory_is_named_for_the_clean_up():
+    import shutil
 
-    from vitedge.fileio import _STALE_NAMES, work_directory
+    from vitedge.fileio import _STALE_NAMES, work_directory, work_folder
 
     with work_directory("export") as work:
         match = _STALE_NAMES[1].match(Path(work).name)
         assert match and int(match.group(1)) == os.getpid()
+    assert not Path(work).exists()
+    folder = work_folder("ssh")  # the caller removes it (bench --device's ssh control folder)
+    match = _STALE_NAMES[1].match(Path(folder).name)
+    assert match and int(match.group(1)) == os.getpid() and Path(folder).is_dir()
+    shutil.rmtree(folder)
+
+
+def test_every_vitedge_temp_folder_is_one_the_clean_up_knows():
+    """No module makes its own temp folder: a killed run's would stay in the temp dir forever."""
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "vitedge").rglob("*.py")
+                 if p.name != "fileio.py" and ("TemporaryDirectory(" in p.read_text() or "mkdtemp(" in p.read_text())]
+    assert offenders == []
 
 
 @pytest.mark.slow

@@ -137,11 +137,27 @@ def remove_stale(folder: str | os.PathLike, age: float = STALE_AGE) -> list[Path
     return removed
 
 
-def work_directory(job: str):
-    """A `tempfile.TemporaryDirectory` named `vitedge-<job>-p<pid>-...`, after removing the ones
-    killed runs left in the temp folder (see `remove_stale`)."""
+def work_folder(job: str) -> str:
+    """A new folder `vitedge-<job>-p<pid>-...` in the temp folder, for a caller that removes it
+    itself, after removing the ones killed runs left there (see `remove_stale`)."""
     remove_stale(tempfile.gettempdir())
-    return tempfile.TemporaryDirectory(prefix=f"vitedge-{job}-p{os.getpid()}-")
+    return tempfile.mkdtemp(prefix=f"vitedge-{job}-p{os.getpid()}-")
+
+
+def work_directory(job: str):
+    """`work_folder` as a context manager that removes the folder on exit."""
+    import contextlib
+    import shutil
+
+    @contextlib.contextmanager
+    def scope():
+        folder = work_folder(job)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return scope()
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -29,7 +29,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from urllib.parse import urlsplit
 
 from .. import __version__, formats
 from ..errors import UsageError, VitedgeError
-from ..fileio import sha256_file
+from ..fileio import sha256_file, work_directory, work_folder
 from .runner import LocalDevice, Settings, stream_worker
 
 DEFAULT_REMOTE_DIR = ".cache/vitedge/remote"  # relative to the login folder on the device
@@ -320,7 +319,7 @@ class SshDevice:
     def start(self, settings: Settings) -> None:
         """Connect, check the device's Python and vitedge (install it with --install), make the work folder."""
         self.timeout = settings.timeout
-        self.local_tmp = tempfile.mkdtemp(prefix="vitedge-ssh-")
+        self.local_tmp = work_folder("ssh")
         try:
             self.ssh.open_master(self.local_tmp)
         except subprocess.TimeoutExpired:
@@ -354,7 +353,7 @@ class SshDevice:
 
     def _install(self) -> None:
         venv = f"{self.base}/venv-{__version__}"
-        with tempfile.TemporaryDirectory(prefix="vitedge-wheel-") as tmp:
+        with work_directory("wheel") as tmp:
             wheel = build_wheel(Path(tmp))
             self.made_work = True
             self._ssh_ok(shlex.join(["mkdir", "-p", "--", f"{self.work}/files", self.run_dir]), "making the work folder")

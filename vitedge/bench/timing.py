@@ -141,12 +141,12 @@ def interleaved(paths: list[str | os.PathLike], threads: int = 2, rounds: int = 
 
 def _time_on_device(timing: dict, device) -> list[float]:
     """ms of each timed run of one artifact, in a fresh bench worker process on `device`."""
-    import tempfile
     from pathlib import Path
 
     from ..errors import VitedgeError
+    from ..fileio import work_directory
 
-    with tempfile.TemporaryDirectory(prefix="vitedge-timing-") as tmp:
+    with work_directory("timing") as tmp:
         reply = device.run_worker({"timing": timing}, device.timeout, Path(tmp) / "worker.err")
     if reply.get("event") != "result":
         raise VitedgeError(f"timing {timing['path']} on {device.name} failed: {reply.get('stage')}: "

@@ -23,10 +23,10 @@ import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import UsageError, VitedgeError
+from ..fileio import work_directory
 
 ENV = "VITEDGE_EXPORT_ISOLATE"
 DEFAULT_THRESHOLD = 64 * 2**20
@@ -69,7 +69,7 @@ def call(ref: str, *args, isolate: bool = False, what: str = "a conversion step"
     """`ref(*args, **kwargs)`, here or (isolate=True) in a child process; see the module docstring."""
     if not isolate:
         return _resolve(ref)(*args, **kwargs)
-    with tempfile.TemporaryDirectory(prefix="vitedge-step-") as folder:
+    with work_directory("step") as folder:
         job, result, log = (Path(folder) / n for n in ("job.pkl", "result.pkl", "stderr.txt"))
         with open(job, "wb") as f:
             pickle.dump((ref, args, kwargs), f, protocol=pickle.HIGHEST_PROTOCOL)
